@@ -1,0 +1,189 @@
+"""Torch building blocks of the greedy layerwise CNN (Belilovsky et al., 2019).
+
+A layer is ``[P_j] -> conv 3x3 with bias -> [BatchNorm] -> ReLU`` (Eq. 1) where ``P_j`` is
+a downsampling operator or the identity; its auxiliary classifier (Eq. 2) is ``k - 1``
+conv 3x3 layers of constant width, then spatial averaging to a 2x2 grid, then a linear
+layer to the classes.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DOWNSAMPLE_KINDS = ("invertible", "avg", "max", "strided")
+
+
+class PadToEven(nn.Module):
+    """Zero-pad the bottom/right edge so that height and width are even.
+
+    Lets every downsampling operator accept odd sizes (a 1x1 "image" included), which is
+    how tabular data passes through the network.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pad_h, pad_w = x.shape[-2] % 2, x.shape[-1] % 2
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h))
+        return x
+
+
+class InvertibleDownsample(nn.Sequential):
+    """Invertible 2x2 downsampling (Dinh et al., 2017): space-to-depth, 4x the channels.
+
+    Channels are ordered channel-major (``c * 4 + di * 2 + dj``) as in
+    :class:`torch.nn.PixelUnshuffle`; the paper's reference code orders them offset-major,
+    a fixed permutation that matters only when loading its weights.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(PadToEven(), nn.PixelUnshuffle(2))
+
+
+def output_size(size: int, downsample: bool) -> int:
+    """Spatial size after an (optional) 2x downsampling of a ``size``-long side."""
+    return (size + 1) // 2 if downsample else size
+
+
+class GreedyLayer(nn.Module):
+    """One trainable layer ``x_{j+1} = relu(BN(W_j P_j x_j))``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        Widths before and after the layer.
+    downsample : {"invertible", "avg", "max", "strided"} or None
+        The operator ``P_j``; None for the identity.
+    batch_norm : bool
+        Whether a BatchNorm follows the convolution.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, downsample: str | None, batch_norm: bool
+    ) -> None:
+        super().__init__()
+        stride = 1
+        conv_in = in_channels
+        if downsample is None:
+            self.downsample = nn.Identity()
+        elif downsample == "invertible":
+            self.downsample = InvertibleDownsample()
+            conv_in = 4 * in_channels
+        elif downsample == "avg":
+            self.downsample = nn.AvgPool2d(2, ceil_mode=True)
+        elif downsample == "max":
+            self.downsample = nn.MaxPool2d(2, ceil_mode=True)
+        elif downsample == "strided":
+            self.downsample = nn.Identity()
+            stride = 2
+        else:
+            raise ValueError(f"downsample must be one of {DOWNSAMPLE_KINDS}, got {downsample!r}.")
+        self.conv = nn.Conv2d(conv_in, out_channels, 3, stride=stride, padding=1, bias=True)
+        self.bn = nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(self.downsample(x))))
+
+
+class AuxiliaryClassifier(nn.Module):
+    """The auxiliary problem's classifier ``C_gamma`` (Eq. 2).
+
+    ``k - 1`` conv 3x3 + [BN] + ReLU layers of width ``width``, then averaging to a 2x2
+    grid, [BN], flatten and a linear layer to ``n_classes`` logits. With ``k = 1`` it is a
+    linear model on the 2x2-averaged features.
+    """
+
+    def __init__(
+        self, in_channels: int, n_classes: int, k: int, width: int, batch_norm: bool
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(k - 1):
+            layers.append(nn.Conv2d(channels, width, 3, padding=1, bias=True))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(width))
+            layers.append(nn.ReLU())
+            channels = width
+        self.hidden = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.bn = nn.BatchNorm1d(4 * channels) if batch_norm else nn.Identity()
+        self.linear = nn.Linear(4 * channels, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(self.hidden(x)).flatten(1)
+        return self.linear(self.bn(x))
+
+
+class ChannelStandardizer(nn.Module):
+    """Fixed per-channel standardisation ``(x - mean) / std`` learned from the training set.
+
+    Buffers, not parameters: it is part of the network (so an exported network takes the
+    same raw input as the estimator) but never trained.
+    """
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.reshape(1, -1, 1, 1).clone())
+        self.register_buffer("std", std.reshape(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x.float() - self.mean) / self.std
+
+
+class GreedyCNN(nn.Module):
+    """The assembled network: input preparation, the trained layers and the last head.
+
+    This is what :meth:`GreedyLayerwiseCNNClassifier.to_torch` hands over for end-to-end
+    fine-tuning: ``forward`` maps raw images (n, C, H, W) to logits.
+    """
+
+    def __init__(self, stem: nn.Module, layers: list[nn.Module], head: nn.Module) -> None:
+        super().__init__()
+        self.stem = stem
+        self.layers = nn.ModuleList(layers)
+        self.head = head
+
+    def features(self, x: torch.Tensor, depth: int | None = None) -> torch.Tensor:
+        """The representation after ``depth`` layers (all by default)."""
+        x = self.stem(x)
+        for layer in self.layers[:depth]:
+            x = layer(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def make_stem(mean: torch.Tensor, std: torch.Tensor, input_downsample: bool) -> nn.Sequential:
+    """Standardisation, then the optional invertible downsampling of the input (Fig. 1)."""
+    modules: list[nn.Module] = [ChannelStandardizer(mean, std)]
+    if input_downsample:
+        modules.append(InvertibleDownsample())
+    return nn.Sequential(*modules)
+
+
+def augment_crop_flip(
+    x: torch.Tensor, generator: torch.Generator, *, padding: int = 4, flip: bool = True
+) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip, on a whole batch.
+
+    Everything happens in batch tensor operations on the batch's device, so augmentation
+    costs no host round trip. ``padding=0`` disables the crop and ``flip=False`` the flip.
+    """
+    n, _, h, w = x.shape
+    device = x.device
+    if padding:
+        padded = F.pad(x, (padding, padding, padding, padding))
+        dy = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=device, generator=generator)
+        dx = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=device, generator=generator)
+        rows = (dy + torch.arange(h, device=device).view(1, h, 1)).expand(n, h, w)
+        cols = (dx + torch.arange(w, device=device).view(1, 1, w)).expand(n, h, w)
+        flat = rows * (w + 2 * padding) + cols
+        x = padded.flatten(2).gather(2, flat.flatten(1).unsqueeze(1).expand(-1, x.shape[1], -1))
+        x = x.view(n, -1, h, w)
+    if flip:
+        mask = torch.rand(n, device=device, generator=generator) < 0.5
+        x = torch.where(mask.view(n, 1, 1, 1), x.flip(3), x)
+    return x

@@ -1,0 +1,77 @@
+"""Small helpers shared by every estimator: devices, seeds and tensors."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Turn the ``device`` parameter into a :class:`torch.device`.
+
+    ``"auto"`` picks CUDA when it is available and the CPU otherwise. An explicit CUDA
+    device on a machine without one is an error rather than a silent fallback, so that a
+    user who asked for the GPU learns that they did not get it.
+    """
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a valid torch device; use 'auto', 'cpu' or 'cuda'."
+        ) from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} was requested but CUDA is not available.")
+    return resolved
+
+
+def inference_device(fitted_device: torch.device | str) -> torch.device:
+    """The device to predict on: where the model was fitted, or the CPU if that is gone.
+
+    A model fitted on a GPU and unpickled on a CPU-only machine must still predict.
+    """
+    fitted_device = torch.device(fitted_device)
+    if fitted_device.type == "cuda" and not torch.cuda.is_available():
+        return torch.device("cpu")
+    return fitted_device
+
+
+def base_seed(random_state) -> int:
+    """Draw the integer seed an estimator derives all of its torch seeds from."""
+    from sklearn.utils import check_random_state
+
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A seed for a sub-task (a layer, a block) that does not depend on the other sub-tasks.
+
+    Deriving rather than drawing in sequence makes ``warm_start`` runs reproduce the layers
+    a single long fit would have produced.
+    """
+    return int(np.random.SeedSequence([seed, *keys]).generate_state(1)[0])
+
+
+@contextlib.contextmanager
+def torch_seeded(seed: int) -> Iterator[None]:
+    """Run a block (typically module construction) under ``seed`` without touching the
+    caller's global torch random state."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
+def make_generator(seed: int, device: torch.device) -> torch.Generator:
+    """A torch generator on ``device`` (shuffling and augmentation draw from it)."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of a module's state, for snapshots and pickling."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}

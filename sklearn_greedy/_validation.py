@@ -1,0 +1,130 @@
+"""Input validation shared by the estimators.
+
+Everything a user can pass wrong is checked here, before any tensor is built, so that
+bad input fails with a ValueError or TypeError that names the problem instead of a
+torch traceback from deep inside a layer.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import torch
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import validate_data
+
+
+def as_array_like(X):
+    """Torch tensors become numpy arrays; anything else is passed on unchanged."""
+    if isinstance(X, torch.Tensor):
+        return X.detach().cpu().numpy()
+    return X
+
+
+def check_image_shape(image_shape) -> tuple[int, int, int] | None:
+    """Validate the ``image_shape`` parameter: None or three positive ints (C, H, W)."""
+    if image_shape is None:
+        return None
+    try:
+        shape = tuple(image_shape)
+    except TypeError:
+        raise TypeError(
+            f"image_shape must be None or a tuple (channels, height, width), got {image_shape!r}."
+        ) from None
+    if len(shape) != 3 or not all(
+        isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in shape
+    ):
+        raise ValueError(
+            "image_shape must be three positive integers (channels, height, width), "
+            f"got {image_shape!r}."
+        )
+    return tuple(int(s) for s in shape)
+
+
+def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape=None):
+    """Validate image input and return ``(X, y)`` with X a float32 array (n, C, H, W).
+
+    X may be 4-D ``(n, C, H, W)`` (arrays or tensors) or 2-D ``(n, C*H*W)`` with
+    ``image_shape``. A 2-D X without ``image_shape`` is read as ``n_features`` channels
+    of a 1x1 image, which makes the network a greedily trained MLP; this is what lets any
+    tabular data set through.
+
+    ``n_features_in_`` counts the flattened features ``C*H*W``; ``reset=False`` checks X
+    against what ``fit`` saw. Returns ``(X, y, image_shape)`` when ``y`` is given (None
+    included, which is refused as in scikit-learn), ``(X, image_shape)`` otherwise.
+    """
+    shape = check_image_shape(image_shape)
+    X = as_array_like(X)
+    fitting = not (isinstance(y, str) and y == "no_validation")
+    if fitting:
+        y = as_array_like(y)
+    ndim = getattr(X, "ndim", None)
+    if ndim is None and not isinstance(X, str):
+        # lists and other sequences: let numpy tell us their dimensionality
+        try:
+            ndim = np.asarray(X, dtype=object).ndim
+        except ValueError:
+            ndim = None
+    if ndim == 4:
+        X = np.asarray(X)
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"X must hold numbers; got an array of dtype {X.dtype}.")
+        sample_shape = tuple(int(s) for s in X.shape[1:])
+        if shape is not None and sample_shape != shape:
+            raise ValueError(f"X has images of shape {sample_shape}, but image_shape={shape}.")
+        shape = sample_shape
+        X = X.reshape(X.shape[0], -1)
+    elif ndim is not None and ndim not in (1, 2):
+        raise ValueError(
+            f"X must be 2-D (n_samples, n_features) or 4-D (n_samples, channels, height, "
+            f"width); got a {ndim}-D array."
+        )
+    kwargs = dict(dtype=[np.float32, np.float64], reset=reset)
+    if fitting:
+        X, y = validate_data(estimator, X, y, **kwargs)
+    else:
+        X = validate_data(estimator, X, **kwargs)
+    X = X.astype(np.float32, copy=False)
+    n_features = X.shape[1]
+    if shape is None:
+        shape = (n_features, 1, 1)
+    elif int(np.prod(shape)) != n_features:
+        raise ValueError(
+            f"X has {n_features} features, which do not form images of image_shape={shape} "
+            f"({int(np.prod(shape))} values each)."
+        )
+    if not reset:
+        fitted_shape = getattr(estimator, "image_shape_", shape)
+        if tuple(shape) != tuple(fitted_shape):
+            raise ValueError(
+                f"X has images of shape {tuple(shape)}, but {type(estimator).__name__} was "
+                f"fitted on images of shape {tuple(fitted_shape)}."
+            )
+    X = X.reshape((X.shape[0], *shape))
+    return (X, y, shape) if fitting else (X, shape)
+
+
+def encode_classes(y) -> tuple[np.ndarray, np.ndarray]:
+    """Check classification targets and return ``(classes, y_encoded)``.
+
+    A single class is refused: there is nothing to learn to separate.
+    """
+    check_classification_targets(y)
+    encoder = LabelEncoder()
+    y_enc = encoder.fit_transform(y)
+    if encoder.classes_.shape[0] < 2:
+        raise ValueError(
+            f"y has only one class ({encoder.classes_[0]!r}); a classifier needs at least 2 "
+            "classes."
+        )
+    return encoder.classes_, y_enc.astype(np.int64)
+
+
+def check_min_samples(X, minimum: int = 2) -> None:
+    """Refuse data sets too small to train on (BatchNorm needs two samples)."""
+    if X.shape[0] < minimum:
+        raise ValueError(
+            f"Found n_samples={X.shape[0]}; at least {minimum} samples are required to fit."
+        )
