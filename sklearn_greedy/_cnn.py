@@ -549,7 +549,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
     # ------------------------------------------------------------------ inference
     def _prepare(self, X) -> torch.Tensor:
         check_is_fitted(self)
-        X, _ = validate_images(self, X, reset=False, image_shape=self.image_shape_)
+        X, _ = validate_images(self, X, reset=False)
         device = inference_device(self.device_)
         self.model_.to(device)
         return torch.from_numpy(np.ascontiguousarray(X)).to(device)

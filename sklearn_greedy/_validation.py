@@ -52,10 +52,12 @@ def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape
     tabular data set through.
 
     ``n_features_in_`` counts the flattened features ``C*H*W``; ``reset=False`` checks X
-    against what ``fit`` saw. Returns ``(X, y, image_shape)`` when ``y`` is given (None
+    against what ``fit`` saw (``image_shape`` is then ignored for the fitted
+    ``image_shape_``). Returns ``(X, y, image_shape)`` when ``y`` is given (None
     included, which is refused as in scikit-learn), ``(X, image_shape)`` otherwise.
     """
-    shape = check_image_shape(image_shape)
+    # at predict time the images must look like the ones seen in fit
+    shape = check_image_shape(image_shape) if reset else tuple(estimator.image_shape_)
     X = as_array_like(X)
     fitting = not (isinstance(y, str) and y == "no_validation")
     if fitting:
@@ -72,10 +74,10 @@ def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape
         if X.dtype.kind not in "biuf":
             raise TypeError(f"X must hold numbers; got an array of dtype {X.dtype}.")
         sample_shape = tuple(int(s) for s in X.shape[1:])
-        if shape is not None and sample_shape != shape:
+        if reset and shape is not None and sample_shape != shape:
             raise ValueError(f"X has images of shape {sample_shape}, but image_shape={shape}.")
-        shape = sample_shape
-        X = X.reshape(X.shape[0], -1)
+        expected_shape, shape = shape, sample_shape
+        X = X.reshape(X.shape[0], int(np.prod(sample_shape)))
     elif ndim is not None and ndim not in (1, 2):
         raise ValueError(
             f"X must be 2-D (n_samples, n_features) or 4-D (n_samples, channels, height, "
@@ -95,13 +97,11 @@ def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape
             f"X has {n_features} features, which do not form images of image_shape={shape} "
             f"({int(np.prod(shape))} values each)."
         )
-    if not reset:
-        fitted_shape = getattr(estimator, "image_shape_", shape)
-        if tuple(shape) != tuple(fitted_shape):
-            raise ValueError(
-                f"X has images of shape {tuple(shape)}, but {type(estimator).__name__} was "
-                f"fitted on images of shape {tuple(fitted_shape)}."
-            )
+    if not reset and ndim == 4 and shape != expected_shape:
+        raise ValueError(
+            f"X has images of shape {shape}, but {type(estimator).__name__} was "
+            f"fitted on images of shape {expected_shape}."
+        )
     X = X.reshape((X.shape[0], *shape))
     return (X, y, shape) if fitting else (X, shape)
 

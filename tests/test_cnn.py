@@ -1,0 +1,426 @@
+"""Behaviour of GreedyLayerwiseCNNClassifier on small synthetic data and digits."""
+
+import pickle
+import re
+import warnings
+
+import joblib
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits, make_classification
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+import sklearn_greedy._cnn as cnn_module
+from sklearn_greedy import GreedyLayerwiseCNNClassifier, cifar10_params
+
+
+def _images(n=120, shape=(1, 8, 8), n_classes=3, seed=0):
+    """Images whose class is a bright quadrant, plus noise."""
+    rng = np.random.RandomState(seed)
+    y = rng.randint(n_classes, size=n)
+    X = rng.normal(scale=0.3, size=(n, *shape)).astype(np.float32)
+    h, w = shape[1] // 2, shape[2] // 2
+    for c in range(n_classes):
+        r, q = divmod(c, 2)
+        X[y == c, :, r * h : (r + 1) * h, q * w : (q + 1) * w] += 1.0
+    return X, y
+
+
+def _small(**params):
+    defaults = dict(n_layers=2, width=8, max_epochs=4, batch_size=32, random_state=0)
+    return GreedyLayerwiseCNNClassifier(**{**defaults, **params})
+
+
+@pytest.fixture(scope="module")
+def digits_split():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits_fitted(digits_split):
+    X_train, _, y_train, _ = digits_split
+    return GreedyLayerwiseCNNClassifier(image_shape=(1, 8, 8), random_state=0).fit(
+        X_train, y_train
+    )
+
+
+def test_digits_defaults_accurate_and_rising(digits_fitted, digits_split):
+    _, X_test, _, y_test = digits_split
+    clf = digits_fitted
+    assert clf.score(X_test, y_test) >= 0.97
+    staged = [np.mean(pred == y_test) for pred in clf.staged_predict(X_test)]
+    assert len(staged) == clf.n_layers_fitted_ == 3
+    # progressive improvement: the last layer beats the first, on training and test data
+    assert staged[-1] > staged[0]
+    assert clf.layer_scores_[-1] > clf.layer_scores_[0]
+    assert len(clf.history_) == 3
+    assert {"train_loss", "train_score", "valid_score", "lr", "seconds"} <= set(clf.history_[0][0])
+
+
+def test_fitted_attributes(digits_fitted):
+    clf = digits_fitted
+    assert clf.n_features_in_ == 64
+    assert clf.image_shape_ == (1, 8, 8)
+    np.testing.assert_array_equal(clf.classes_, np.arange(10))
+    # width doubles at the downsampling at j=1
+    assert clf.layer_widths_ == [64, 128, 128]
+    assert clf.layer_scores_.shape == (3,)
+
+
+def test_four_d_numpy_and_tensor_input_agree():
+    X, y = _images()
+    clf = _small().fit(X, y)
+    np.testing.assert_array_equal(clf.predict(X), clf.predict(torch.from_numpy(X)))
+    np.testing.assert_array_equal(clf.predict(X), clf.predict(X.reshape(len(X), -1)))
+    assert clf.image_shape_ == (1, 8, 8)
+
+
+def test_predict_proba_and_staged(digits_fitted, digits_split):
+    _, X_test, _, _ = digits_split
+    proba = digits_fitted.predict_proba(X_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    staged = list(digits_fitted.staged_predict_proba(X_test))
+    assert len(staged) == 3
+    np.testing.assert_allclose(staged[-1], proba)
+    np.testing.assert_array_equal(
+        digits_fitted.predict(X_test), digits_fitted.classes_[proba.argmax(1)]
+    )
+
+
+def test_ensemble_weights_logits_by_powers_of_two(digits_fitted, digits_split):
+    _, X_test, _, _ = digits_split
+    ens = clone(digits_fitted).set_params(ensemble=True)
+    ens.__dict__.update({k: v for k, v in digits_fitted.__dict__.items() if k.endswith("_")})
+    logits = ens._all_logits(X_test[:20])
+    expected = (2 * logits[0] + 4 * logits[1] + 8 * logits[2]) / 14
+    np.testing.assert_allclose(
+        ens.predict_proba(X_test[:20]), torch.softmax(expected, 1).numpy(), rtol=1e-10
+    )
+
+
+@pytest.mark.parametrize("layer, width", [(1, 64), (2, 128), (None, 128)])
+def test_transform_shapes(digits_fitted, digits_split, layer, width):
+    _, X_test, _, _ = digits_split
+    clf = clone(digits_fitted).set_params(transform_layer=layer)
+    clf.__dict__.update({k: v for k, v in digits_fitted.__dict__.items() if k.endswith("_")})
+    Z = clf.transform(X_test[:7])
+    assert Z.shape == (7, 4 * width)
+    assert Z.dtype == np.float32
+    assert np.all(Z >= 0)  # after a ReLU
+
+
+def test_transform_layer_beyond_fitted_raises():
+    X, y = _images()
+    clf = _small(transform_layer=3).fit(X, y)
+    with pytest.raises(ValueError, match="transform_layer=3 exceeds"):
+        clf.transform(X)
+
+
+@pytest.mark.parametrize("downsample", ["invertible", "avg", "max", "strided"])
+def test_downsampling_kinds_fit(downsample):
+    X, y = _images(shape=(2, 9, 7))  # odd sizes on purpose
+    clf = _small(downsample=downsample, downsample_at=(0, 1), input_downsample=True)
+    clf.fit(X, y)
+    assert clf.score(X, y) > 0.6
+    assert clf.transform(X).shape == (len(X), 4 * 8 * 4)
+
+
+def test_k3_batch_norm_and_final_aux_width():
+    X, y = _images()
+    clf = _small(k=3, aux_width=6, final_aux_width=5).fit(X, y)
+    heads = clf.model_.heads
+    assert isinstance(heads[0].bn, torch.nn.BatchNorm1d)  # "auto": on for k > 1
+    assert heads[0].linear.in_features == 4 * 6
+    assert heads[1].linear.in_features == 4 * 5
+    assert not isinstance(_small(k=1).fit(X, y).model_.layers[0].bn, torch.nn.BatchNorm2d)
+
+
+def test_same_random_state_same_predictions():
+    X, y = _images()
+    a = _small(augment=True).fit(X, y).predict_proba(X)
+    b = _small(augment=True).fit(X, y).predict_proba(X)
+    np.testing.assert_array_equal(a, b)
+    c = _small(augment=True, random_state=1).fit(X, y).predict_proba(X)
+    assert not np.array_equal(a, c)
+
+
+def test_fit_does_not_touch_global_torch_rng():
+    X, y = _images()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    _small().fit(X, y)
+    np.testing.assert_array_equal(torch.rand(3), expected)
+
+
+@pytest.mark.parametrize("dump", ["pickle", "joblib"])
+def test_pickle_round_trip(tmp_path, dump):
+    X, y = _images()
+    clf = _small(k=2).fit(X, y)
+    if dump == "pickle":
+        loaded = pickle.loads(pickle.dumps(clf))
+    else:
+        joblib.dump(clf, tmp_path / "clf.joblib")
+        loaded = joblib.load(tmp_path / "clf.joblib")
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    np.testing.assert_array_equal(loaded.transform(X), clf.transform(X))
+
+
+def test_model_fitted_on_gpu_predicts_on_cpu_only_machine():
+    X, y = _images()
+    clf = _small().fit(X, y)
+    expected = clf.predict_proba(X)
+    # what a CUDA fit leaves behind; the pickle must hold CPU tensors regardless
+    clf.device_ = torch.device("cuda", 0)
+    state = clf.__getstate__()
+    assert all(t.device.type == "cpu" for t in state["model_"].state_dict().values())
+    loaded = pickle.loads(pickle.dumps(clf))
+    if not torch.cuda.is_available():
+        np.testing.assert_allclose(loaded.predict_proba(X), expected)
+
+
+def test_grid_search_over_k_and_width_parallel():
+    X, y = _images(n=90)
+    grid = GridSearchCV(_small(max_epochs=2), {"k": [1, 2], "width": [4, 8]}, cv=2, n_jobs=2)
+    grid.fit(X.reshape(len(X), -1), y)
+    assert len(grid.cv_results_["params"]) == 4
+    assert grid.best_params_["k"] in (1, 2)
+    assert grid.score(X.reshape(len(X), -1), y) > 0.5
+
+
+def test_pipeline_with_image_shape_and_linear_probe():
+    X, y = _images()
+    flat = X.reshape(len(X), -1)
+    pipe = make_pipeline(
+        FunctionTransformer(lambda Z: Z / Z.std()), _small(image_shape=(1, 8, 8))
+    )
+    assert pipe.fit(flat, y).score(flat, y) > 0.6
+    # the estimator as a feature extractor in front of a linear probe
+    probe = make_pipeline(_small(image_shape=(1, 8, 8)), PCA(5), LogisticRegression())
+    assert probe.fit(flat, y).score(flat, y) > 0.6
+
+
+def test_string_labels():
+    X, y = _images()
+    labels = np.array(["cat", "dog", "emu"])[y]
+    clf = _small().fit(X, labels)
+    assert set(clf.predict(X)) <= set(labels)
+    assert clf.score(X, labels) > 0.6
+
+
+def test_warm_start_trains_only_new_layers():
+    X, y = _images()
+    clf = _small(warm_start=True).fit(X, y)
+    first = {k: v.clone() for k, v in clf.model_.layers[0].state_dict().items()}
+    clf.set_params(n_layers=3).fit(X, y)
+    assert clf.n_layers_fitted_ == 3 and len(clf.history_) == 3
+    for key, value in clf.model_.layers[0].state_dict().items():
+        torch.testing.assert_close(value, first[key], rtol=0, atol=0)
+    # a warm-started model is the one a single long fit produces
+    long = _small(n_layers=3).fit(X, y)
+    np.testing.assert_allclose(clf.predict_proba(X), long.predict_proba(X), rtol=1e-5)
+    with pytest.raises(ValueError, match="n_layers=2 must be at least"):
+        clf.set_params(n_layers=2).fit(X, y)
+
+
+def test_warm_start_refuses_other_classes():
+    X, y = _images()
+    clf = _small(warm_start=True).fit(X, y)
+    with pytest.raises(ValueError, match="classes of the previous fit"):
+        clf.set_params(n_layers=3).fit(X, (y + 1) % 4)
+
+
+def test_keyboard_interrupt_keeps_finished_layers(monkeypatch):
+    X, y = _images()
+    real = cnn_module.train_stage
+    calls = []
+
+    def interrupted_in_second_layer(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cnn_module, "train_stage", interrupted_in_second_layer)
+    clf = _small(n_layers=3, warm_start=True)
+    with pytest.warns(UserWarning, match="interrupted during layer 2"):
+        clf.fit(X, y)
+    assert clf.n_layers_fitted_ == 1
+    assert clf.predict(X).shape == (len(X),)
+    monkeypatch.setattr(cnn_module, "train_stage", real)
+    clf.fit(X, y)
+    assert clf.n_layers_fitted_ == 3
+
+
+def test_interrupt_in_first_layer_leaves_estimator_unfitted(monkeypatch):
+    X, y = _images()
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cnn_module, "train_stage", interrupt)
+    clf = _small()
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(X, y)
+    assert not hasattr(clf, "model_") and not hasattr(clf, "n_features_in_")
+
+
+def test_failed_refit_keeps_previous_model():
+    X, y = _images()
+    clf = _small().fit(X, y)
+    before = clf.predict_proba(X)
+    with pytest.raises(ValueError):
+        clf.fit(X[:, :, :4, :4].reshape(len(X), -1)[:, :3], y[:1])
+    assert clf.n_features_in_ == 64
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+
+
+def test_early_stopping_records_validation_scores():
+    X, y = _images(n=200)
+    clf = _small(early_stopping=True, n_iter_no_change=2, max_epochs=30, tol=0.5).fit(X, y)
+    history = clf.history_[0]
+    assert all(0.0 <= r["valid_score"] <= 1.0 for r in history)
+    assert len(history) < 30  # tol=0.5 cannot be met: stops after 1 + n_iter_no_change epochs
+
+
+def test_verbose_prints_progress(capsys):
+    X, y = _images()
+    _small(verbose=1, max_epochs=1).fit(X, y)
+    captured = capsys.readouterr()
+    assert "layer 2/2" in captured.out + captured.err
+
+
+def test_to_torch_matches_estimator_and_skorch_fine_tunes():
+    X, y = _images()
+    clf = _small(k=2).fit(X, y)
+    net = clf.to_torch().eval()
+    with torch.no_grad():
+        logits = net(torch.from_numpy(X)).double()
+    np.testing.assert_allclose(torch.softmax(logits, 1).numpy(), clf.predict_proba(X), rtol=1e-5)
+    assert all(p.requires_grad for p in net.parameters())
+    skorch_net = clf.to_skorch(max_epochs=1, lr=0.01, batch_size=32)
+    skorch_net.partial_fit(X, np.searchsorted(clf.classes_, y).astype(np.int64))
+    assert skorch_net.predict_proba(X).shape == (len(X), 3)
+
+
+def test_cifar10_params_are_valid_estimator_params():
+    for k in (1, 2, 3):
+        params = cifar10_params(k)
+        clf = GreedyLayerwiseCNNClassifier(**params)
+        assert clf.get_params()["lr_step"] == 15
+    assert cifar10_params(1)["downsample_at"] == (2, 3)
+    with pytest.raises(ValueError, match="k in"):
+        cifar10_params(4)
+
+
+# --------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.nan, "NaN"),
+        (np.inf, "infinity"),
+    ],
+)
+def test_non_finite_input_raises(bad, message):
+    X, y = _images()
+    X[3, 0, 2, 2] = bad
+    with pytest.raises(ValueError, match=message):
+        _small().fit(X, y)
+
+
+def test_wrong_dimensions_raise():
+    X, y = _images()
+    with pytest.raises(ValueError, match="3-D array"):
+        _small().fit(X[:, 0], y)
+    with pytest.raises(ValueError, match="5-D array"):
+        _small().fit(X[:, None], y)
+
+
+def test_wrong_image_shape_raises():
+    X, y = _images()
+    with pytest.raises(ValueError, match=re.escape("do not form images of image_shape=(1, 7, 7)")):
+        _small(image_shape=(1, 7, 7)).fit(X.reshape(len(X), -1), y)
+    with pytest.raises(ValueError, match=re.escape("image_shape=(1, 4, 4)")):
+        _small(image_shape=(1, 4, 4)).fit(X, y)
+    with pytest.raises(ValueError, match="three positive integers"):
+        _small(image_shape=(1, 8)).fit(X, y)
+
+
+def test_predict_with_other_feature_count_raises():
+    X, y = _images()
+    clf = _small().fit(X, y)
+    with pytest.raises(ValueError, match="X has 36 features, but GreedyLayerwiseCNNClassifier"):
+        clf.predict(X[:, :, :6, :6])
+
+
+def test_one_class_raises():
+    X, y = _images()
+    with pytest.raises(ValueError, match="only one class"):
+        _small().fit(X, np.zeros(len(X)))
+
+
+def test_empty_input_raises():
+    X, y = _images()
+    with pytest.raises(ValueError, match="0 sample"):
+        _small().fit(X[:0], y[:0])
+
+
+def test_non_numeric_input_raises():
+    X = np.array([["a", "b"], ["c", "d"], ["e", "f"]])
+    with pytest.raises(ValueError, match="could not convert|string"):
+        _small().fit(X, [0, 1, 0])
+    with pytest.raises(TypeError, match="dtype"):
+        _small().fit(np.full((3, 1, 2, 2), "x"), [0, 1, 0])
+
+
+def test_length_mismatch_raises():
+    X, y = _images()
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        _small().fit(X, y[:-1])
+
+
+@pytest.mark.parametrize(
+    "params, name",
+    [
+        ({"n_layers": 0}, "n_layers"),
+        ({"k": 0}, "'k'"),
+        ({"width": -3}, "width"),
+        ({"downsample": "pool"}, "downsample"),
+        ({"batch_norm": "yes"}, "batch_norm"),
+        ({"lr": 0.0}, "lr"),
+        ({"augment": "rotate"}, "augment"),
+        ({"validation_fraction": 1.5}, "validation_fraction"),
+        ({"device": 3}, "device"),
+    ],
+)
+def test_invalid_parameters_raise(params, name):
+    X, y = _images()
+    with pytest.raises(ValueError, match=name):
+        _small(**params).fit(X, y)
+
+
+def test_invalid_downsample_at_and_device_strings():
+    X, y = _images()
+    with pytest.raises(ValueError, match="downsample_at"):
+        _small(downsample_at=(0.5,)).fit(X, y)
+    with pytest.raises(ValueError, match="not a valid torch device"):
+        _small(device="tpu-ish").fit(X, y)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            _small(device="cuda").fit(X, y)
+
+
+def test_tabular_data_is_a_greedy_mlp():
+    X, y = make_classification(n_samples=150, n_features=6, n_informative=4, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = _small(max_epochs=8).fit(X, y)
+    assert clf.image_shape_ == (6, 1, 1)
+    assert clf.score(X, y) > 0.8
