@@ -23,6 +23,7 @@ from ._cnn_modules import (
     augment_crop_flip,
     make_stem,
     output_size,
+    reset_parameters,
 )
 from ._engine import TrainingConfig, batched_apply, train_stage
 from ._utils import (
@@ -664,11 +665,19 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         ).numpy()
 
     # ------------------------------------------------------------------ export
-    def to_torch(self) -> GreedyCNN:
-        """The trained network as a standalone module, for end-to-end fine-tuning.
+    def to_torch(self, *, pretrained: bool = True, random_state=None) -> GreedyCNN:
+        """The trained network as a standalone module, for end-to-end training.
 
         Returns a CPU copy mapping raw images (n, C, H, W) to the last layer's logits,
-        in train mode with every parameter trainable.
+        in train mode with every parameter trainable. With ``pretrained=False`` the same
+        architecture is freshly initialised: the end-to-end baseline of the paper.
+
+        Parameters
+        ----------
+        pretrained : bool, default=True
+            Keep the greedily trained weights (for fine-tuning) or re-initialise them.
+        random_state : int, RandomState instance or None, default=None
+            Seeds the re-initialisation when ``pretrained=False``.
 
         Returns
         -------
@@ -677,17 +686,22 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         check_is_fitted(self)
         model = copy.deepcopy(self.model_).cpu()
         network = GreedyCNN(model.stem, list(model.layers), model.heads[-1])
+        if not pretrained:
+            with torch_seeded(base_seed(random_state)):
+                reset_parameters(network)
         return network.train().requires_grad_(True)
 
-    def to_skorch(self, **kwargs):
+    def to_skorch(self, *, pretrained: bool = True, **kwargs):
         """A :class:`skorch.NeuralNetClassifier` around :meth:`to_torch`'s network.
 
-        The net is initialised with the greedy weights, so ``net.partial_fit(X, y)``
-        fine-tunes end to end. skorch wants ``y`` as integer codes:
-        ``np.searchsorted(clf.classes_, y)``.
+        With the greedy weights, ``net.partial_fit(X, y)`` fine-tunes end to end; with
+        ``pretrained=False`` ``net.fit(X, y)`` trains the same architecture from scratch.
+        skorch wants ``y`` as integer codes: ``np.searchsorted(clf.classes_, y)``.
 
         Parameters
         ----------
+        pretrained : bool, default=True
+            Start from the greedy weights or from a fresh initialisation.
         **kwargs
             Passed to :class:`skorch.NeuralNetClassifier` (``max_epochs``, ``lr``,
             ``optimizer``, ``device``...).
@@ -701,7 +715,8 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         kwargs.setdefault("criterion", nn.CrossEntropyLoss)
         kwargs.setdefault("classes", np.arange(len(self.classes_)))
         kwargs.setdefault("train_split", None)
-        return NeuralNetClassifier(self.to_torch(), **kwargs).initialize()
+        module = self.to_torch(pretrained=pretrained, random_state=self.random_state)
+        return NeuralNetClassifier(module, **kwargs).initialize()
 
     # ------------------------------------------------------------------ pickling
     def __getstate__(self):

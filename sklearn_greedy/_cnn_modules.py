@@ -164,8 +164,34 @@ def make_stem(mean: torch.Tensor, std: torch.Tensor, input_downsample: bool) -> 
     return nn.Sequential(*modules)
 
 
+class TrainTimeAugment(nn.Module):
+    """:func:`augment_crop_flip` as a layer active in training mode only.
+
+    Puts the estimator's augmentation in front of a network trained by another loop
+    (skorch, a plain PyTorch loop), so that baselines see the same data distribution.
+    """
+
+    def __init__(self, padding: int = 4, flip: bool = True) -> None:
+        super().__init__()
+        self.padding = padding
+        self.flip = flip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        return augment_crop_flip(x, None, padding=self.padding, flip=self.flip)
+
+
+def reset_parameters(module: nn.Module) -> nn.Module:
+    """Re-initialise every submodule that can be (convolutions, linear layers, BatchNorm)."""
+    for sub in module.modules():
+        if sub is not module and hasattr(sub, "reset_parameters"):
+            sub.reset_parameters()
+    return module
+
+
 def augment_crop_flip(
-    x: torch.Tensor, generator: torch.Generator, *, padding: int = 4, flip: bool = True
+    x: torch.Tensor, generator: torch.Generator | None, *, padding: int = 4, flip: bool = True
 ) -> torch.Tensor:
     """Random crop with zero padding and random horizontal flip, on a whole batch.
 

@@ -1,0 +1,146 @@
+"""Seconds per epoch of one greedy stage: our engine, a plain PyTorch loop, and skorch.
+
+The measurement behind the README's design decision (stage training runs through a lean
+engine, not ``skorch.NeuralNet``). One stage = a new layer and its k=2 auxiliary head on
+top of the input, no augmentation, SGD with momentum, the same batch size everywhere:
+
+- engine: ``sklearn_greedy._engine.train_stage`` (data on the device, index slices);
+- plain loop: a hand-written loop over index slices of device tensors;
+- skorch: ``skorch.NeuralNet`` with its default data path (Dataset + DataLoader that
+  collates sample by sample).
+
+Usage::
+
+    python benchmarks/engine_vs_skorch.py [--n 8192] [--side 16] [--width 32]
+        [--repeats 3] [--device auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+
+from sklearn_greedy._cnn_modules import AuxiliaryClassifier, GreedyLayer
+from sklearn_greedy._engine import TrainingConfig, train_stage
+from sklearn_greedy._utils import resolve_device
+
+
+def make_stage(width: int, n_classes: int, device) -> torch.nn.Module:
+    torch.manual_seed(0)
+    stage = torch.nn.Sequential(
+        GreedyLayer(3, width, None, batch_norm=True),
+        AuxiliaryClassifier(width, n_classes, k=2, width=width, batch_norm=True),
+    )
+    return stage.to(device)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def per_epoch(fns: dict, device, epochs: int, repeats: int) -> dict:
+    """Best-of-``repeats`` seconds per epoch of each path, measured in turns."""
+    for fn in fns.values():
+        fn(1)  # warm-up epoch: allocator, kernels, thread pools
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            sync(device)
+            start = time.perf_counter()
+            fn(epochs)
+            sync(device)
+            best[name] = min(best[name], (time.perf_counter() - start) / epochs)
+    return best
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=8192)
+    parser.add_argument("--side", type=int, default=16)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(args.n, 3, args.side, args.side, generator=gen).to(device)
+    y = torch.randint(0, 10, (args.n,), generator=gen).to(device)
+    config = TrainingConfig(
+        max_epochs=1, batch_size=args.batch_size, lr=0.01, keep_best=False, n_iter_no_change=10**9
+    )
+
+    def engine(epochs):
+        config.max_epochs = epochs
+        train_stage(
+            stage_engine,
+            X,
+            y,
+            loss_fn=F.cross_entropy,
+            config=config,
+            generator=torch.Generator(device=device).manual_seed(0),
+        )
+
+    def plain(epochs):
+        opt = torch.optim.SGD(stage_plain.parameters(), lr=0.01, momentum=0.9)
+        stage_plain.train()
+        for _ in range(epochs):
+            perm = torch.randperm(args.n, device=device)
+            for start in range(0, args.n, args.batch_size):
+                idx = perm[start : start + args.batch_size]
+                loss = F.cross_entropy(stage_plain(X[idx]), y[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+
+    from skorch import NeuralNet
+
+    X_cpu, y_cpu = X.cpu(), y.cpu()
+
+    def skorch_fit(epochs):
+        net = NeuralNet(
+            stage_skorch,
+            criterion=torch.nn.CrossEntropyLoss,
+            optimizer=torch.optim.SGD,
+            optimizer__momentum=0.9,
+            lr=0.01,
+            batch_size=args.batch_size,
+            max_epochs=epochs,
+            train_split=None,
+            iterator_train__shuffle=True,
+            device=str(device),
+            verbose=0,
+            warm_start=True,
+        )
+        net.fit(X_cpu, y_cpu)
+
+    stage_engine = make_stage(args.width, 10, device)
+    stage_plain = make_stage(args.width, 10, device)
+    stage_skorch = make_stage(args.width, 10, device)
+    results = per_epoch(
+        {
+            "engine (train_stage)": engine,
+            "plain PyTorch loop": plain,
+            "skorch NeuralNet (default data path)": skorch_fit,
+        },
+        device,
+        args.epochs,
+        args.repeats,
+    )
+    base = results["plain PyTorch loop"]
+    print(
+        f"device {device}, {args.n} images 3x{args.side}x{args.side}, width {args.width}, "
+        f"batch {args.batch_size}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    )
+    print(f"{'path':<40} {'s/epoch':>9} {'images/s':>10} {'vs plain':>9}")
+    for name, seconds in results.items():
+        print(f"{name:<40} {seconds:>9.3f} {args.n / seconds:>10.0f} {base / seconds:>8.2f}x")
+
+
+if __name__ == "__main__":
+    main()

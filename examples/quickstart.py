@@ -1,0 +1,35 @@
+"""Quickstart: a greedy layerwise CNN on scikit-learn's digits.
+
+Fits ``GreedyLayerwiseCNNClassifier`` with its defaults, prints each layer's accuracy
+(training accuracy of its auxiliary classifier, and test accuracy) and the test score.
+
+Usage::
+
+    python examples/quickstart.py
+"""
+
+import time
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
+X, y = load_digits(return_X_y=True)  # 8x8 grey images, flattened to 64 features
+X_train, X_test, y_train, y_test = train_test_split(
+    X, y, test_size=0.25, stratify=y, random_state=0
+)
+
+clf = GreedyLayerwiseCNNClassifier(image_shape=(1, 8, 8), random_state=0)
+start = time.perf_counter()
+clf.fit(X_train, y_train)
+seconds = time.perf_counter() - start
+
+print(f"fitted {clf.n_layers_fitted_} layers on {clf.device_} in {seconds:.1f} s")
+print("layer  width  train accuracy  test accuracy")
+for j, (width, train_acc, y_pred) in enumerate(
+    zip(clf.layer_widths_, clf.layer_scores_, clf.staged_predict(X_test)), start=1
+):
+    print(f"{j:>5}  {width:>5}  {train_acc:>14.4f}  {np.mean(y_pred == y_test):>13.4f}")
+print(f"test accuracy: {clf.score(X_test, y_test):.4f}")
