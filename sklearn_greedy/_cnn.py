@@ -198,10 +198,11 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
     >>> from sklearn.datasets import load_digits
     >>> from sklearn_greedy import GreedyLayerwiseCNNClassifier
     >>> X, y = load_digits(return_X_y=True)
-    >>> clf = GreedyLayerwiseCNNClassifier(image_shape=(1, 8, 8), n_layers=2,
-    ...                                    max_epochs=2, random_state=0)
-    >>> clf.fit(X[:500], y[:500]).score(X[500:700], y[500:700]) > 0.8
+    >>> clf = GreedyLayerwiseCNNClassifier(image_shape=(1, 8, 8), random_state=0)
+    >>> clf.fit(X[:1200], y[:1200]).score(X[1200:], y[1200:]) > 0.9
     True
+    >>> clf.n_layers_fitted_, clf.transform(X[:5]).shape
+    (3, (5, 512))
     """
 
     _parameter_constraints: dict = {
@@ -663,6 +664,26 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         return batched_apply(
             features, X_t, self._eval_batch_size(), out_device=torch.device("cpu")
         ).numpy()
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Names of the :meth:`transform` features: ``layer{j}_c{channel}_{row}{col}``.
+
+        ``row`` and ``col`` index the 2x2 averaging grid.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        depth = self.n_layers_fitted_ if self.transform_layer is None else self.transform_layer
+        width = self.layer_widths_[min(depth, self.n_layers_fitted_) - 1]
+        names = [f"layer{depth}_c{c}_{r}{q}" for c in range(width) for r in (0, 1) for q in (0, 1)]
+        return np.asarray(names, dtype=object)
 
     # ------------------------------------------------------------------ export
     def to_torch(self, *, pretrained: bool = True, random_state=None) -> GreedyCNN:

@@ -46,9 +46,7 @@ def digits_split():
 @pytest.fixture(scope="module")
 def digits_fitted(digits_split):
     X_train, _, y_train, _ = digits_split
-    return GreedyLayerwiseCNNClassifier(image_shape=(1, 8, 8), random_state=0).fit(
-        X_train, y_train
-    )
+    return GreedyLayerwiseCNNClassifier(image_shape=(1, 8, 8), random_state=0).fit(X_train, y_train)
 
 
 def test_digits_defaults_accurate_and_rising(digits_fitted, digits_split):
@@ -114,6 +112,14 @@ def test_transform_shapes(digits_fitted, digits_split, layer, width):
     assert Z.shape == (7, 4 * width)
     assert Z.dtype == np.float32
     assert np.all(Z >= 0)  # after a ReLU
+
+
+def test_feature_names_follow_transform_layer():
+    X, y = _images()
+    clf = _small(transform_layer=1).fit(X, y)
+    names = clf.get_feature_names_out()
+    assert names.shape == (clf.transform(X).shape[1],)
+    assert names[0] == "layer1_c0_00" and names[5] == "layer1_c1_01"
 
 
 def test_transform_layer_beyond_fitted_raises():
@@ -198,9 +204,7 @@ def test_grid_search_over_k_and_width_parallel():
 def test_pipeline_with_image_shape_and_linear_probe():
     X, y = _images()
     flat = X.reshape(len(X), -1)
-    pipe = make_pipeline(
-        FunctionTransformer(lambda Z: Z / Z.std()), _small(image_shape=(1, 8, 8))
-    )
+    pipe = make_pipeline(FunctionTransformer(lambda Z: Z / Z.std()), _small(image_shape=(1, 8, 8)))
     assert pipe.fit(flat, y).score(flat, y) > 0.6
     # the estimator as a feature extractor in front of a linear probe
     probe = make_pipeline(_small(image_shape=(1, 8, 8)), PCA(5), LogisticRegression())
