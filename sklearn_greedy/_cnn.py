@@ -71,6 +71,22 @@ class _FittedNetwork(nn.Module):
         return torch.stack([head(h) for head, h in zip(self.heads, self.per_layer(x))])
 
 
+def _channel_stats(X: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation, in float64 slices (X may be uint8)."""
+    total = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
+    squares = torch.zeros_like(total)
+    for start in range(0, X.shape[0], batch_size):
+        batch = X[start : start + batch_size].double()
+        total += batch.sum(dim=(0, 2, 3))
+        squares += (batch**2).sum(dim=(0, 2, 3))
+    count = X.shape[0] * X.shape[2] * X.shape[3]
+    mean = total / count
+    std = (squares / count - mean**2).clamp_min(0).sqrt()
+    # constant channels (std 0) are centred but not blown up
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    return mean.float(), std.float()
+
+
 class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
     """A CNN trained greedily, one layer at a time, with auxiliary classifiers.
 
@@ -433,12 +449,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
             scores = list(previous["layer_scores_"])
             widths = list(previous["layer_widths_"])
         else:
-            mean = X_t.mean(dim=(0, 2, 3))
-            std = X_t.std(dim=(0, 2, 3)).clamp_min(1e-6) if X_t.shape[0] > 1 else None
-            if std is None:
-                std = torch.ones_like(mean)
-            # constant channels (std 0) are centred but not blown up
-            std = torch.where(std > 1e-6, std, torch.ones_like(std))
+            mean, std = _channel_stats(X_t, self._eval_batch_size())
             model = _FittedNetwork(make_stem(mean, std, self.input_downsample)).to(device)
             history, scores, widths = [], [], []
         model.eval().requires_grad_(False)

@@ -11,7 +11,7 @@ make this fast and correct on any device:
 - with augmentation, the prefix runs on each augmented batch in eval mode under
   ``torch.no_grad()``;
 - losses and scores are accumulated on the device and read once per epoch, so there is
-  no host synchronisation per step;
+  no host synchronisation per step; float32 matmuls may use TF32 on CUDA;
 - SGD (momentum, weight decay, step schedule) or Adam; the best parameters seen along the
   trajectory can be kept (Belilovsky et al., Prop. 3.1); early stopping on a validation set.
 """
@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from ._utils import fast_float32_matmul
 
 BatchFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -205,85 +207,87 @@ def train_stage(
     best_state = None
     no_improve = 0
     bar = _progress(config, desc)
-    try:
-        for epoch in range(config.max_epochs):
-            start = time.perf_counter()
-            lr = _lr_at(epoch, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            model.train()
-            loss_sum = torch.zeros((), device=device)
-            score_sum = torch.zeros((), device=device)
-            for idx in _batches(n, config.batch_size, generator, device):
-                xb, yb = X[idx], y[idx]
-                if not cache:
+    with fast_float32_matmul(device):
+        try:
+            for epoch in range(config.max_epochs):
+                start = time.perf_counter()
+                lr = _lr_at(epoch, config)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                model.train()
+                loss_sum = torch.zeros((), device=device)
+                score_sum = torch.zeros((), device=device)
+                for idx in _batches(n, config.batch_size, generator, device):
+                    xb, yb = X[idx], y[idx]
+                    if not cache:
+                        with torch.no_grad():
+                            xb = features(augment(xb, generator))
+                    out = model(xb)
+                    loss = loss_fn(out, yb)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
                     with torch.no_grad():
-                        xb = features(augment(xb, generator))
-                out = model(xb)
-                loss = loss_fn(out, yb)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    loss_sum += loss.detach() * idx.shape[0]
-                    score_sum += score_fn(out.detach(), yb)
-            record = {
-                "epoch": epoch + 1,
-                "train_loss": loss_sum.item() / n,
-                "train_score": score_sum.item() / n,
-                "valid_score": None,
-                "lr": lr,
-            }
-            if not torch.isfinite(torch.tensor(record["train_loss"])):
-                raise FloatingPointError(
-                    f"{desc}: the training loss became {record['train_loss']} at epoch "
-                    f"{epoch + 1}; lower lr or check the input scale."
-                )
-            if has_val:
-                model.eval()
-                with torch.no_grad():
-                    val_sum = sum(
-                        score_fn(
-                            model(X_val[s : s + eval_batch_size]), y_val[s : s + eval_batch_size]
-                        )
-                        for s in range(0, X_val.shape[0], eval_batch_size)
+                        loss_sum += loss.detach() * idx.shape[0]
+                        score_sum += score_fn(out.detach(), yb)
+                record = {
+                    "epoch": epoch + 1,
+                    "train_loss": loss_sum.item() / n,
+                    "train_score": score_sum.item() / n,
+                    "valid_score": None,
+                    "lr": lr,
+                }
+                if not torch.isfinite(torch.tensor(record["train_loss"])):
+                    raise FloatingPointError(
+                        f"{desc}: the training loss became {record['train_loss']} at epoch "
+                        f"{epoch + 1}; lower lr or check the input scale."
                     )
-                record["valid_score"] = float(val_sum) / X_val.shape[0]
-                value = record["valid_score"]
-            else:
-                value = -record["train_loss"]
-            record["seconds"] = time.perf_counter() - start
-            result.history.append(record)
+                if has_val:
+                    model.eval()
+                    with torch.no_grad():
+                        val_sum = sum(
+                            score_fn(
+                                model(X_val[s : s + eval_batch_size]),
+                                y_val[s : s + eval_batch_size],
+                            )
+                            for s in range(0, X_val.shape[0], eval_batch_size)
+                        )
+                    record["valid_score"] = float(val_sum) / X_val.shape[0]
+                    value = record["valid_score"]
+                else:
+                    value = -record["train_loss"]
+                record["seconds"] = time.perf_counter() - start
+                result.history.append(record)
 
-            if best_value is None or value > best_value + config.tol:
-                no_improve = 0
-            else:
-                no_improve += 1
-            if best_value is None or value > best_value:
-                best_value = value
-                result.best_epoch = epoch + 1
-                if config.keep_best:
-                    # a device-side copy: a host copy would synchronise every epoch
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if best_value is None or value > best_value + config.tol:
+                    no_improve = 0
+                else:
+                    no_improve += 1
+                if best_value is None or value > best_value:
+                    best_value = value
+                    result.best_epoch = epoch + 1
+                    if config.keep_best:
+                        # a device-side copy: a host copy would synchronise every epoch
+                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{record['train_loss']:.4f}",
+                        train=f"{record['train_score']:.4f}",
+                        valid="-" if not has_val else f"{record['valid_score']:.4f}",
+                    )
+                elif config.verbose:
+                    print(
+                        f"{desc} epoch {epoch + 1}/{config.max_epochs}: "
+                        f"loss={record['train_loss']:.4f} train={record['train_score']:.4f}"
+                        + (f" valid={record['valid_score']:.4f}" if has_val else "")
+                    )
+                if no_improve >= config.n_iter_no_change:
+                    result.stopped_early = True
+                    break
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{record['train_loss']:.4f}",
-                    train=f"{record['train_score']:.4f}",
-                    valid="-" if not has_val else f"{record['valid_score']:.4f}",
-                )
-            elif config.verbose:
-                print(
-                    f"{desc} epoch {epoch + 1}/{config.max_epochs}: "
-                    f"loss={record['train_loss']:.4f} train={record['train_score']:.4f}"
-                    + (f" valid={record['valid_score']:.4f}" if has_val else "")
-                )
-            if no_improve >= config.n_iter_no_change:
-                result.stopped_early = True
-                break
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
     if config.keep_best and best_state is not None:
         model.load_state_dict(best_state)
     else:

@@ -75,3 +75,21 @@ def make_generator(seed: int, device: torch.device) -> torch.Generator:
 def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of a module's state, for snapshots and pickling."""
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+@contextlib.contextmanager
+def fast_float32_matmul(device: torch.device) -> Iterator[None]:
+    """Allow TF32 tensor cores for float32 matmuls and convolutions on CUDA, then restore.
+
+    TF32 keeps float32's range with a 10-bit mantissa; SGD training does not notice, and
+    on Ampere and Hopper GPUs it runs several times faster than full float32.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
