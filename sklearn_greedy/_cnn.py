@@ -21,8 +21,8 @@ from ._cnn_modules import (
     GreedyCNN,
     GreedyLayer,
     augment_crop_flip,
+    layer_plan,
     make_stem,
-    output_size,
     reset_parameters,
 )
 from ._engine import TrainingConfig, batched_apply, train_stage
@@ -458,23 +458,20 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         batch_norm = self._use_batch_norm()
         config = self._training_config()
         augment = self._augment_fn(image_shape)
-        c, h, w = image_shape
-        if self.input_downsample:
-            c, h, w = 4 * c, output_size(h, True), output_size(w, True)
-        in_channels = widths[-1] if widths else c
-        n_down = sum(1 for j in range(len(widths)) if j in downsample_at)
+        in_channels = image_shape[0] * (4 if self.input_downsample else 1)
+        plan = layer_plan(
+            in_channels, self.n_layers, self.width, self.downsample, downsample_at,
+            self.aux_width, self.final_aux_width,
+        )  # fmt: skip
         for j in range(len(widths), self.n_layers):
-            is_down = j in downsample_at
-            n_down += is_down
-            out_channels = self.width * 2**n_down
-            aux_width = (self.aux_width or self.width) * 2**n_down
-            if j == self.n_layers - 1 and self.final_aux_width is not None:
-                aux_width = self.final_aux_width
+            spec = plan[j]
             with torch_seeded(derive_seed(seed, 1, j)):
                 layer = GreedyLayer(
-                    in_channels, out_channels, self.downsample if is_down else None, batch_norm
+                    spec.in_channels, spec.out_channels, spec.downsample, batch_norm
                 )
-                head = AuxiliaryClassifier(out_channels, n_classes, self.k, aux_width, batch_norm)
+                head = AuxiliaryClassifier(
+                    spec.out_channels, n_classes, self.k, spec.aux_width, batch_norm
+                )
             stage = nn.Sequential(layer, head).to(device)
             frozen = model
 
@@ -511,8 +508,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
             stage.eval().requires_grad_(False)
             model.layers.append(layer)
             model.heads.append(head)
-            widths.append(out_channels)
-            in_channels = out_channels
+            widths.append(spec.out_channels)
             history.append(result.history)
             scores.append(self._layer_accuracy(model, X_t, y_t))
             if self.verbose:

@@ -8,6 +8,8 @@ layer to the classes.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,11 +41,6 @@ class InvertibleDownsample(nn.Sequential):
 
     def __init__(self) -> None:
         super().__init__(PadToEven(), nn.PixelUnshuffle(2))
-
-
-def output_size(size: int, downsample: bool) -> int:
-    """Spatial size after an (optional) 2x downsampling of a ``size``-long side."""
-    return (size + 1) // 2 if downsample else size
 
 
 class GreedyLayer(nn.Module):
@@ -84,6 +81,47 @@ class GreedyLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(self.bn(self.conv(self.downsample(x))))
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """Shape of one greedy layer and its auxiliary classifier."""
+
+    in_channels: int
+    out_channels: int
+    downsample: str | None
+    aux_width: int
+
+
+def layer_plan(
+    in_channels: int,
+    n_layers: int,
+    width: int,
+    downsample: str,
+    downsample_at,
+    aux_width: int | None = None,
+    final_aux_width: int | None = None,
+) -> list[LayerSpec]:
+    """The widths of a greedy CNN (Sec. 4, "Naming Conventions").
+
+    The first layer has ``width`` maps (M); a layer that begins with a downsampling
+    doubles the width, and the auxiliary width (M~, ``aux_width``, default ``width``)
+    doubles with it; the last auxiliary classifier has ``final_aux_width`` (M~_f) when
+    given.
+    """
+    plan, n_down = [], 0
+    for j in range(n_layers):
+        is_down = j in downsample_at
+        n_down += is_down
+        head_width = (aux_width or width) * 2**n_down
+        if j == n_layers - 1 and final_aux_width is not None:
+            head_width = final_aux_width
+        out_channels = width * 2**n_down
+        plan.append(
+            LayerSpec(in_channels, out_channels, downsample if is_down else None, head_width)
+        )
+        in_channels = out_channels
+    return plan
 
 
 class AuxiliaryClassifier(nn.Module):

@@ -428,3 +428,14 @@ def test_tabular_data_is_a_greedy_mlp():
         clf = _small(max_epochs=8).fit(X, y)
     assert clf.image_shape_ == (6, 1, 1)
     assert clf.score(X, y) > 0.8
+
+
+def test_uint8_images_stay_uint8_and_predict_like_floats():
+    X, y = _images()
+    X8 = np.clip(X * 60 + 100, 0, 255).astype(np.uint8)
+    clf8 = _small(augment=True).fit(X8, y)
+    clf32 = _small(augment=True).fit(X8.astype(np.float32), y)
+    np.testing.assert_allclose(clf8.predict_proba(X8), clf32.predict_proba(X8), rtol=1e-5)
+    np.testing.assert_allclose(
+        clf8.model_.stem[0].mean.flatten(), [X8.astype(np.float64).mean()], rtol=1e-5
+    )
