@@ -1,0 +1,187 @@
+"""CIFAR-10: the paper's greedy models (k = 1, 2, 3) beside end-to-end training.
+
+The paper's protocol by default (Sec. 4, 4.3; reference code): SGD momentum 0.9, weight
+decay 5e-4, batch 128, lr 0.1 decayed x0.2 every 15 of 50 epochs per layer, random crop
+and flip; k=1: J=5, M=256, downsampling at j=2,3, no BN; k=2, 3: J=4, M=128, auxiliary
+width 128 doubling to 256, BN. For each configuration it prints per-layer test accuracy,
+final and ensemble accuracy, whole-fit seconds and peak GPU memory, then the end-to-end
+baselines: the same final network, freshly initialised, trained jointly through skorch
+(as users would) and by a plain PyTorch loop. ``--table6`` adds the four downsampling
+operators for k=1 (App. C.1, Table 6).
+
+Usage::
+
+    python benchmarks/cifar10.py --data-dir DIR                 # the paper's setting, GPU
+    python benchmarks/cifar10.py --data-dir DIR --epochs 1 --max-per-class 100 \\
+        --width-scale 0.0625 --configs 1,3                       # minutes on a CPU
+
+DIR holds CIFAR-10 as python batches, an image folder, or the JPEG .tar.gz
+(``sklearn_greedy.datasets.load_cifar10``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from _common import accuracy, describe, peak_memory, train_plain_loop
+
+from sklearn_greedy import GreedyLayerwiseCNNClassifier, cifar10_params
+from sklearn_greedy._cnn_modules import TrainTimeAugment, augment_crop_flip
+from sklearn_greedy._utils import resolve_device
+from sklearn_greedy.datasets import load_cifar10
+
+
+def scaled_params(k: int, args) -> dict:
+    params = cifar10_params(k)
+    params["max_epochs"] = args.epochs
+    params["lr_step"] = max(1, round(15 * args.epochs / 50))
+    params["width"] = max(1, round(params["width"] * args.width_scale))
+    if params.get("aux_width"):
+        params["aux_width"] = max(1, round(params["aux_width"] * args.width_scale))
+    params["device"] = args.device
+    params["random_state"] = args.seed
+    return params
+
+
+def fit_greedy(params: dict, data, device) -> tuple[dict, GreedyLayerwiseCNNClassifier]:
+    X_train, y_train, X_test, y_test = data
+    row: dict = {}
+    clf = GreedyLayerwiseCNNClassifier(**params)
+    with peak_memory(device, row):
+        clf.fit(X_train, y_train)
+    row["per_layer"] = [float(np.mean(p == y_test)) for p in clf.staged_predict(X_test)]
+    row["final"] = clf.score(X_test, y_test)
+    row["ensemble"] = clf.set_params(ensemble=True).score(X_test, y_test)
+    clf.set_params(ensemble=False)
+    return row, clf
+
+
+def end_to_end(clf, params: dict, data, device, epochs: int, seed: int) -> dict:
+    """The greedy model's final network, re-initialised, trained jointly two ways."""
+    from skorch import NeuralNetClassifier
+    from skorch.callbacks import LRScheduler
+
+    X_train, y_train, X_test, y_test = data
+    lr_step = max(1, round(15 * epochs / 50))
+    rows = {}
+
+    network = clf.to_torch(pretrained=False, random_state=seed).to(device)
+    X_dev = torch.from_numpy(X_train).to(device)
+    y_dev = torch.from_numpy(y_train.astype(np.int64)).to(device)
+    X_test_dev = torch.from_numpy(X_test).to(device)
+    row: dict = {}
+    with peak_memory(device, row):
+        train_plain_loop(
+            network,
+            X_dev,
+            y_dev,
+            epochs=epochs,
+            batch_size=params["batch_size"],
+            lr=params["lr"],
+            momentum=params["momentum"],
+            weight_decay=params["weight_decay"],
+            lr_step=lr_step,
+            lr_decay=params["lr_decay"],
+            augment=lambda b, g: augment_crop_flip(b, g, padding=4, flip=True),
+            seed=seed,
+        )
+    row["final"] = accuracy(network, X_test_dev, y_test)
+    rows["end-to-end, plain PyTorch loop"] = row
+
+    torch.manual_seed(seed)
+    net = NeuralNetClassifier(
+        torch.nn.Sequential(
+            TrainTimeAugment(padding=4, flip=True),
+            clf.to_torch(pretrained=False, random_state=seed),
+        ),
+        criterion=torch.nn.CrossEntropyLoss,
+        optimizer=torch.optim.SGD,
+        optimizer__momentum=params["momentum"],
+        optimizer__weight_decay=params["weight_decay"],
+        lr=params["lr"],
+        batch_size=params["batch_size"],
+        max_epochs=epochs,
+        train_split=None,
+        iterator_train__shuffle=True,
+        callbacks=[
+            LRScheduler(
+                policy=torch.optim.lr_scheduler.StepLR, step_size=lr_step, gamma=params["lr_decay"]
+            )
+        ],
+        device=str(device),
+        verbose=0,
+    )
+    row = {}
+    with peak_memory(device, row):
+        net.fit(X_train, y_train.astype(np.int64))
+    row["final"] = float(np.mean(net.predict(X_test) == y_test))
+    rows["end-to-end, skorch"] = row
+    return rows
+
+
+def print_table(rows: dict) -> None:
+    print(
+        f"\n{'model':<52} {'per-layer test accuracy':<36} {'final':>7} {'ens.':>7} "
+        f"{'seconds':>8} {'peak MiB':>9}"
+    )
+    for name, r in rows.items():
+        per_layer = " ".join(f"{a:.3f}" for a in r.get("per_layer", []))
+        ens = f"{r['ensemble']:.4f}" if "ensemble" in r else "-"
+        print(
+            f"{name:<52} {per_layer:<36} {r['final']:>7.4f} {ens:>7} "
+            f"{r['seconds']:>8.1f} {r['peak_mib']:>9.0f}"
+        )
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--configs", default="1,2,3", help="comma-separated k values")
+    parser.add_argument("--epochs", type=int, default=50, help="epochs per layer")
+    parser.add_argument(
+        "--e2e-epochs",
+        type=int,
+        default=None,
+        help="epochs of the end-to-end baselines (default: --epochs)",
+    )
+    parser.add_argument("--max-per-class", type=int, default=None, help="training subset")
+    parser.add_argument("--test-max-per-class", type=int, default=None)
+    parser.add_argument("--width-scale", type=float, default=1.0)
+    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--table6", action="store_true", help="downsampling operators, k=1")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    device = resolve_device(args.device)
+
+    X_train, y_train = load_cifar10(args.data_dir, "train", max_per_class=args.max_per_class)
+    X_test, y_test = load_cifar10(args.data_dir, "test", max_per_class=args.test_max_per_class)
+    data = (X_train, y_train, X_test, y_test)
+    print(
+        f"CIFAR-10 from {args.data_dir}: {len(X_train)} train / {len(X_test)} test; "
+        f"{args.epochs} epochs per layer, width x{args.width_scale}"
+    )
+    print(describe(device))
+
+    rows = {}
+    for k in (int(v) for v in args.configs.split(",")):
+        params = scaled_params(k, args)
+        row, clf = fit_greedy(params, data, device)
+        rows[f"greedy k={k} (J={params['n_layers']}, M={params['width']})"] = row
+        if not args.no_baselines:
+            for name, r in end_to_end(
+                clf, params, data, device, args.e2e_epochs or args.epochs, args.seed
+            ).items():
+                rows[f"  {name} (k={k} final network)"] = r
+        print_table(rows)
+    if args.table6:
+        for kind in ("strided", "invertible", "avg", "max"):
+            params = dict(scaled_params(1, args), downsample=kind)
+            rows[f"Table 6: k=1, downsample={kind}"] = fit_greedy(params, data, device)[0]
+        print_table(rows)
+
+
+if __name__ == "__main__":
+    main()
