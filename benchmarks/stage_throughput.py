@@ -13,8 +13,8 @@ not ``skorch.NeuralNet``):
 
 Usage::
 
-    python benchmarks/engine_vs_skorch.py [--n 8192] [--side 16] [--width 32]
-        [--repeats 3] [--device auto]
+    python benchmarks/stage_throughput.py [--n 50000] [--side 32] [--width 128] [--k 3]
+        [--batch-size 128] [--epochs 2] [--repeats 3] [--device auto]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from _common import describe, sync
+from _common import describe, sync, train_plain_loop
 
 from sklearn_greedy._cnn_modules import AuxiliaryClassifier, GreedyLayer
 from sklearn_greedy._engine import TrainingConfig, train_stage
@@ -86,16 +86,10 @@ def main(argv=None):
         )
 
     def plain(epochs):
-        opt = torch.optim.SGD(stage_plain.parameters(), lr=0.01, momentum=0.9)
-        stage_plain.train()
-        for _ in range(epochs):
-            perm = torch.randperm(args.n, device=device)
-            for start in range(0, args.n, args.batch_size):
-                idx = perm[start : start + args.batch_size]
-                loss = F.cross_entropy(stage_plain(X[idx]), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+        train_plain_loop(
+            stage_plain, X, y, epochs=epochs, batch_size=args.batch_size, lr=0.01,
+            momentum=0.9, weight_decay=0.0, lr_step=10**9, lr_decay=1.0,
+        )  # fmt: skip
 
     from skorch import NeuralNet
 
