@@ -32,22 +32,10 @@ from ._utils import (
     inference_device,
     make_generator,
     resolve_device,
+    restore_on_failure,
     torch_seeded,
 )
 from ._validation import check_image_shape, check_min_samples, encode_classes, validate_images
-
-# Fitted attributes that a fit replaces together, or not at all.
-_FITTED = (
-    "classes_",
-    "image_shape_",
-    "device_",
-    "model_",
-    "history_",
-    "layer_scores_",
-    "layer_widths_",
-    "n_layers_fitted_",
-    "seed_",
-)
 
 
 class _FittedNetwork(nn.Module):
@@ -392,20 +380,9 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         self : GreedyLayerwiseCNNClassifier
             The fitted estimator.
         """
-        previous = {
-            key: self.__dict__[key]
-            for key in (*_FITTED, "n_features_in_", "feature_names_in_")
-            if key in self.__dict__
-        }
-        try:
-            state = self._fit(X, y, previous)
-        except BaseException:
-            # validate_data already replaced n_features_in_: put the old fit back whole
-            for key in ("n_features_in_", "feature_names_in_"):
-                self.__dict__.pop(key, None)
-            self.__dict__.update(previous)
-            raise
-        self.__dict__.update(state)
+        with restore_on_failure(self):
+            # fitted attributes are assigned together, once every layer is trained
+            self.__dict__.update(self._fit(X, y, previous=dict(self.__dict__)))
         return self
 
     def _fit(self, X, y, previous) -> dict:

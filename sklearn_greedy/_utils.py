@@ -93,3 +93,19 @@ def fast_float32_matmul(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def restore_on_failure(estimator) -> Iterator[None]:
+    """Put the estimator's attributes back as they were if the block raises.
+
+    ``validate_data`` sets ``n_features_in_`` before training starts; without this, a fit
+    that fails or is interrupted would leave it out of step with the previous model.
+    """
+    saved = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
