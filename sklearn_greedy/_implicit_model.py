@@ -1,0 +1,423 @@
+"""The mathematics of implicit models, in numpy (inference, export) and torch (training).
+
+An implicit model (El Ghaoui et al., 2021) predicts with
+
+    x = phi(A x + B u + b),        y = C x + D u + c,
+
+where ``b`` and ``c`` are intercepts that the paper's model does not have (they are the
+last column of ``[B | b]`` and ``[D | c]`` acting on the input augmented by a constant 1).
+
+Layout. The sequential model of Gautam et al. partitions the ``n`` states into ``L``
+blocks, ``n_i = floor(n / L)`` for ``i < L`` and the remainder in the last block, and
+block ``i`` depends only on the blocks ``j < i`` trained before it. The matrices follow
+the paper's ordering ``x = [x_L; ...; x_1]`` (the last trained block first), in which
+``A`` is *strictly upper* block triangular. ``block_sizes`` is always given in training
+order ``(n_1, ..., n_L)``, so block 1 occupies the last ``n_1`` rows of ``A``.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import nn
+
+LEAKY_RELU_SLOPE = 0.01
+
+#: Activations that are component-wise non-expansive (CONE, Definition 2 of the paper):
+#: Theorem 1 then guarantees well-posedness whenever lambda_PF(|A|) < 1.
+ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid")
+
+#: The self-loop weight used to export a ``self_loops=True`` model (Theorem 2 holds for
+#: any value in [0, 1); 0.5 keeps the fixed-point iteration's contraction rate at 1/2).
+SELF_LOOP_WEIGHT = 0.5
+
+
+def _check_activation(activation: str) -> None:
+    if activation not in ACTIVATIONS:
+        raise ValueError(
+            f"activation must be one of {ACTIVATIONS} (CONE maps), got {activation!r}."
+        )
+
+
+def activation_numpy(activation: str, z: np.ndarray) -> np.ndarray:
+    """Apply a CONE activation element-wise to a numpy array."""
+    _check_activation(activation)
+    if activation == "relu":
+        return np.maximum(z, 0.0)
+    if activation == "leaky_relu":
+        return np.where(z > 0, z, LEAKY_RELU_SLOPE * z)
+    if activation == "tanh":
+        return np.tanh(z)
+    # scipy's expit is the overflow-safe logistic function
+    from scipy.special import expit
+
+    return expit(z)
+
+
+def activation_torch(activation: str):
+    """The torch function of a CONE activation."""
+    _check_activation(activation)
+    return {
+        "relu": torch.relu,
+        "leaky_relu": lambda z: torch.nn.functional.leaky_relu(z, LEAKY_RELU_SLOPE),
+        "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid,
+    }[activation]
+
+
+def block_sizes(n_states: int, n_blocks: int) -> list[int]:
+    """Partition ``n_states`` into ``n_blocks`` blocks (Algorithm 1, step 1).
+
+    ``n_i = floor(n / L)`` for the first ``L - 1`` blocks; the last block takes the rest.
+
+    >>> block_sizes(10, 3)
+    [3, 3, 4]
+    """
+    if not 1 <= n_blocks <= n_states:
+        raise ValueError(
+            f"n_blocks={n_blocks} must be between 1 and n_states={n_states}: every block "
+            "needs at least one state."
+        )
+    size = n_states // n_blocks
+    return [size] * (n_blocks - 1) + [n_states - size * (n_blocks - 1)]
+
+
+def paper_slices(sizes: list[int]) -> list[slice]:
+    """Row slice of each block (training order) in the paper's layout ``[x_L; ...; x_1]``."""
+    n = sum(sizes)
+    slices, stop = [], n
+    for size in sizes:
+        slices.append(slice(stop - size, stop))
+        stop -= size
+    return slices
+
+
+def training_permutation(sizes: list[int]) -> np.ndarray:
+    """Indices that reorder paper-layout states into training order ``[x_1, ..., x_L]``."""
+    return np.concatenate([np.arange(s.start, s.stop) for s in paper_slices(sizes)])
+
+
+def pf_eigenvalue(A: np.ndarray) -> float:
+    """The Perron-Frobenius eigenvalue ``lambda_PF(|A|)`` (the spectral radius of ``|A|``).
+
+    For a triangular ``|A|`` the eigenvalues are its diagonal; this is used directly
+    because a general eigen-solver returns errors of order ``eps ** (1 / n)`` on nilpotent
+    matrices (about 0.3 for n = 30), which would make a strictly triangular model look
+    nearly ill-posed.
+    """
+    M = np.abs(np.asarray(A, dtype=np.float64))
+    if M.ndim != 2 or M.shape[0] != M.shape[1]:
+        raise ValueError(f"A must be a square matrix, got shape {M.shape}.")
+    if M.size == 0:
+        return 0.0
+    if not np.any(np.tril(M, -1)) or not np.any(np.triu(M, 1)):
+        return float(np.max(np.diag(M)))
+    return float(np.max(np.abs(np.linalg.eigvals(M))))
+
+
+def check_well_posed(A: np.ndarray, activation: str) -> float:
+    """Refuse an ``A`` that Theorem 1 does not certify; return ``lambda_PF(|A|)``.
+
+    Raises
+    ------
+    ValueError
+        If the activation is not a CONE map or ``lambda_PF(|A|) >= 1``.
+    """
+    _check_activation(activation)
+    value = pf_eigenvalue(A)
+    if not value < 1.0:
+        raise ValueError(
+            f"A is not certified well-posed: lambda_PF(|A|) = {value:.4g} >= 1, so the "
+            "fixed-point equation x = phi(Ax + Bu) may have no or several solutions "
+            "(Theorem 1 needs lambda_PF(|A|) < 1)."
+        )
+    return value
+
+
+def fixed_point_iteration(
+    A: np.ndarray,
+    B: np.ndarray,
+    U: np.ndarray,
+    activation: str,
+    *,
+    state_intercept: np.ndarray | None = None,
+    max_iter: int = 1000,
+    tol: float = 1e-12,
+) -> np.ndarray:
+    """Solve ``x = phi(A x + B u + b)`` for every row ``u`` of ``U`` by the iteration of
+    Theorem 1 (``x(0) = 0``); returns the states as rows, shape ``(n_samples, n)``.
+
+    Raises ValueError when ``A`` is not certified well-posed, and RuntimeError when the
+    iteration has not converged after ``max_iter`` steps.
+    """
+    check_well_posed(A, activation)
+    U = np.asarray(U, dtype=np.float64)
+    drive = U @ np.asarray(B, dtype=np.float64).T
+    if state_intercept is not None:
+        drive = drive + state_intercept
+    X = np.zeros((U.shape[0], A.shape[0]))
+    for _ in range(max_iter):
+        X_new = activation_numpy(activation, X @ A.T + drive)
+        if np.max(np.abs(X_new - X), initial=0.0) <= tol:
+            return X_new
+        X = X_new
+    raise RuntimeError(f"the fixed-point iteration did not converge in {max_iter} steps.")
+
+
+def _check_structure(A: np.ndarray, sizes: list[int], activation: str) -> np.ndarray:
+    """Return the self-loop diagonal of ``A`` after checking the block structure."""
+    n = sum(sizes)
+    if A.shape != (n, n):
+        raise ValueError(f"A has shape {A.shape}, but the block sizes add up to {n}.")
+    slices = paper_slices(sizes)
+    diag = np.zeros(n)
+    for rows in slices:
+        # columns left of the block are blocks trained after it: they must be zero
+        block = A[rows, : rows.stop]
+        self_block = A[rows, rows]
+        if np.any(block[:, : rows.start]) or np.any(self_block - np.diag(np.diag(self_block))):
+            raise ValueError(
+                "A is not upper block triangular with diagonal self-loops for block sizes "
+                f"{sizes}; forward substitution does not apply (use fixed_point_iteration)."
+            )
+        diag[rows] = np.diag(self_block)
+    if np.any(diag):
+        if activation != "relu":
+            raise ValueError(
+                "A has self-loops (a non-zero diagonal), which forward substitution solves "
+                f"in closed form only for activation='relu', got {activation!r}."
+            )
+        if np.any(np.abs(diag) >= 1):
+            raise ValueError("self-loop weights must satisfy -1 < diag(A) < 1 (Theorem 2).")
+    return diag
+
+
+def forward_substitution(
+    A: np.ndarray,
+    B: np.ndarray,
+    U: np.ndarray,
+    activation: str,
+    sizes: list[int],
+    *,
+    state_intercept: np.ndarray | None = None,
+) -> np.ndarray:
+    """Solve ``x = phi(A x + B u + b)`` block by block for an upper block triangular ``A``.
+
+    Block 1 (the last rows) depends on the input only, block ``i`` on blocks ``j < i``:
+    one pass from the bottom up gives the exact fixed point. Diagonal self-loops
+    ``a_kk`` (Theorem 2) are solved in closed form, which is exact for ReLU only:
+    ``x = relu(a x + z)`` with ``-1 < a < 1`` has the unique solution
+    ``x = relu(z / (1 - a))``. Returns the states as rows, shape ``(n_samples, n)``.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    diag = _check_structure(A, sizes, activation)
+    U = np.asarray(U, dtype=np.float64)
+    drive = U @ np.asarray(B, dtype=np.float64).T
+    if state_intercept is not None:
+        drive = drive + state_intercept
+    X = np.zeros((U.shape[0], A.shape[0]))
+    for rows in paper_slices(sizes):
+        z = X[:, rows.stop :] @ A[rows, rows.stop :].T + drive[:, rows]
+        X[:, rows] = activation_numpy(activation, z / (1.0 - diag[rows]))
+    return X
+
+
+def add_self_loops(
+    A: np.ndarray,
+    B: np.ndarray,
+    state_intercept: np.ndarray,
+    activation: str,
+    weight: float = SELF_LOOP_WEIGHT,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Re-parametrise a strict ReLU model into one with self-loops (Theorem 2, converse).
+
+    Each state ``k`` gets the self-loop ``a_kk = weight`` and its incoming weights (row
+    ``k`` of ``A``, ``B`` and the intercept) are multiplied by ``1 - weight``. For ReLU the
+    states are unchanged: if ``z > 0`` then ``x = z`` solves
+    ``x = relu(w x + (1 - w) z)``, and if ``z <= 0`` then ``x = 0`` does; the solution is
+    unique because ``|w| < 1``. The argument is per state, so it holds for any block sizes
+    and any upper triangular pattern of the other weights.
+
+    It is *not* exact for leaky ReLU, tanh or sigmoid (``phi(w phi(z) + (1 - w) z)``
+    differs from ``phi(z)``), so those raise ValueError.
+    """
+    if activation != "relu":
+        raise ValueError(
+            f"self_loops=True is exact (Theorem 2) only for activation='relu', got {activation!r}."
+        )
+    if not 0 <= weight < 1:
+        raise ValueError(f"the self-loop weight must lie in [0, 1), got {weight}.")
+    A_loop = (1.0 - weight) * A + weight * np.eye(A.shape[0])
+    return A_loop, (1.0 - weight) * B, (1.0 - weight) * state_intercept
+
+
+def ridge_lstsq(F: np.ndarray, Y: np.ndarray, alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares for output weights with an unpenalised intercept (problem (11)).
+
+    Minimises ``||Y - F W^T - c||_F^2 + alpha ||W||_F^2`` over ``W (q, d)`` and ``c (q,)``.
+    The data are centred to take out the intercept, and the ridge term is written as
+    ``sqrt(alpha) I`` rows appended to ``F``, so that scipy's SVD-based ``lstsq`` solves
+    it without forming the squared-condition normal equations.
+    """
+    F = np.asarray(F, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    f_mean, y_mean = F.mean(axis=0), Y.mean(axis=0)
+    Fc, Yc = F - f_mean, Y - y_mean
+    if alpha > 0:
+        d = F.shape[1]
+        Fc = np.vstack([Fc, np.sqrt(alpha) * np.eye(d)])
+        Yc = np.vstack([Yc, np.zeros((d, Y.shape[1]))])
+    W, *_ = scipy.linalg.lstsq(Fc, Yc, lapack_driver="gelsd")
+    W = W.T
+    return W, y_mean - W @ f_mean
+
+
+class BlockModule(nn.Module):
+    """Block ``i``'s trainable subproblem (7): new states and the re-fit output head.
+
+    Its input is the fixed ``[x_1, ..., x_{i-1}, u]`` (``n_prev`` previous states, then
+    the inputs); it returns the outputs ``sum_j C_j x_j + c``. ``weight``/``bias`` are
+    ``[A_{i,1..i-1}, B_i]`` and the state intercept; ``head_prev`` (the re-fit
+    ``C_1..C_{i-1}``) starts at its previous value and ``head_new`` (``C_i``) at zero, so
+    the block starts exactly at the previous block's loss.
+    """
+
+    def __init__(self, n_prev: int, n_inputs: int, n_new: int, n_outputs: int, activation):
+        super().__init__()
+        self.n_prev = n_prev
+        self.hidden = nn.Linear(n_prev + n_inputs, n_new)
+        with warnings.catch_warnings():
+            # block 1 has no previous states: an empty head, which torch warns about
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            self.head_prev = nn.Linear(n_prev, n_outputs, bias=True)
+        self.head_new = nn.Linear(n_new, n_outputs, bias=False)
+        nn.init.zeros_(self.head_prev.weight)
+        nn.init.zeros_(self.head_prev.bias)
+        nn.init.zeros_(self.head_new.weight)
+        self.activation = activation
+
+    def states(self, F: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.hidden(F))
+
+    def forward(self, F: torch.Tensor) -> torch.Tensor:
+        return self.head_prev(F[:, : self.n_prev]) + self.head_new(self.states(F))
+
+
+class ProfiledBlockModule(nn.Module):
+    """Block ``i``'s states for the squared loss with the head eliminated (variable
+    projection): returns ``[x_1, ..., x_{i-1}, x_i]``, and :func:`profiled_squared_loss`
+    puts the exact least-squares ``C_1..C_i`` on top, so the optimiser searches over the
+    hidden weights ``[A_{i,:}, B_i]`` only. Same minimisers as subproblem (10)."""
+
+    def __init__(self, hidden: nn.Linear, n_prev: int, activation):
+        super().__init__()
+        self.hidden = hidden
+        self.n_prev = n_prev
+        self.activation = activation
+
+    def forward(self, F: torch.Tensor) -> torch.Tensor:
+        return torch.cat([F[:, : self.n_prev], self.activation(self.hidden(F))], dim=1)
+
+
+def profiled_predictions(S: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Predictions ``S C + c`` with ``(C, c)`` the ridge least-squares fit of ``target``
+    on the batch (intercept unpenalised, penalty ``alpha * batch size``). Differentiable."""
+    S_mean, t_mean = S.mean(dim=0), target.mean(dim=0)
+    Sc, tc = S - S_mean, target - t_mean
+    d = S.shape[1]
+    gram = Sc.T @ Sc + alpha * S.shape[0] * torch.eye(d, device=S.device, dtype=S.dtype)
+    C = torch.linalg.solve(gram, Sc.T @ tc)
+    return Sc @ C + t_mean
+
+
+class DenseImplicitModule(nn.Module):
+    """A dense implicit model for end-to-end training (El Ghaoui et al., 2021).
+
+    The forward pass solves ``x = phi(A x + B u + b)`` by fixed-point iteration without
+    gradients, then takes one step with gradients and attaches the *implicit* gradient:
+    a backward hook solves the adjoint equation ``g = J^T g + dL/dx`` with
+    ``J = d phi(A x + ...)/dx`` at the fixed point (as in deep equilibrium models).
+    Well-posedness is kept by projecting every row of ``A`` onto the l1 ball of radius
+    ``kappa`` (so ``||A||_inf <= kappa < 1``) before each forward pass, i.e. after each
+    gradient step: this is projected gradient with the projection applied lazily.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        n_states: int,
+        n_outputs: int,
+        activation,
+        kappa: float = 0.95,
+        max_iter: int = 50,
+        tol: float = 1e-4,
+    ):
+        super().__init__()
+        self.A = nn.Parameter(torch.empty(n_states, n_states))
+        nn.init.uniform_(self.A, -1.0 / n_states, 1.0 / n_states)
+        self.inp = nn.Linear(n_inputs, n_states)
+        self.out = nn.Linear(n_states, n_outputs)
+        self.activation = activation
+        self.kappa = kappa
+        self.max_iter = max_iter
+        self.tol = tol
+
+    @torch.no_grad()
+    def project(self) -> None:
+        self.A.copy_(project_rows_l1(self.A, self.kappa))
+
+    def states(self, U: torch.Tensor) -> torch.Tensor:
+        self.project()
+        drive = self.inp(U)
+        A = self.A
+        with torch.no_grad():
+            x = torch.zeros_like(drive)
+            for _ in range(self.max_iter):
+                x_new = self.activation(x @ A.T + drive)
+                if (x_new - x).abs().max() <= self.tol:
+                    x = x_new
+                    break
+                x = x_new
+        if not torch.is_grad_enabled():
+            return x
+        x = self.activation(x @ A.T + drive)
+        x0 = x.detach().requires_grad_()
+        f0 = self.activation(x0 @ A.detach().T + drive.detach())
+        max_iter, tol = self.max_iter, self.tol
+
+        def adjoint(grad):
+            g = grad
+            for _ in range(max_iter):
+                (jg,) = torch.autograd.grad(f0, x0, g, retain_graph=True)
+                g_new = jg + grad
+                if (g_new - g).abs().max() <= tol:
+                    return g_new
+                g = g_new
+            return g
+
+        if x.requires_grad:
+            x.register_hook(adjoint)
+        return x
+
+    def forward(self, U: torch.Tensor) -> torch.Tensor:
+        return self.out(self.states(U))
+
+
+def project_rows_l1(A: torch.Tensor, radius: float) -> torch.Tensor:
+    """Euclidean projection of each row of ``A`` onto the l1 ball of ``radius``
+    (Duchi et al., 2008), which is the projection onto ``{||A||_inf <= radius}``."""
+    absA = A.abs()
+    norms = absA.sum(dim=1)
+    if bool((norms <= radius).all()):
+        return A
+    sorted_abs, _ = torch.sort(absA, dim=1, descending=True)
+    cumsum = sorted_abs.cumsum(dim=1) - radius
+    ks = torch.arange(1, A.shape[1] + 1, device=A.device, dtype=A.dtype)
+    cond = sorted_abs - cumsum / ks > 0
+    rho = cond.to(A.dtype).cumsum(dim=1).argmax(dim=1)  # last index where cond holds
+    theta = cumsum.gather(1, rho[:, None]) / (rho[:, None] + 1).to(A.dtype)
+    projected = torch.sign(A) * torch.clamp(absA - theta, min=0)
+    return torch.where((norms > radius)[:, None], projected, A)
