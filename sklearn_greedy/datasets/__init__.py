@@ -1,0 +1,14 @@
+"""Data set loaders; they read local files in standard formats and never download."""
+
+from ._cifar import CIFAR10_CLASSES, load_cifar10
+from ._idx import load_idx, load_mnist
+from ._image_folder import load_image_folder, per_class_split
+
+__all__ = [
+    "CIFAR10_CLASSES",
+    "load_cifar10",
+    "load_idx",
+    "load_image_folder",
+    "load_mnist",
+    "per_class_split",
+]
