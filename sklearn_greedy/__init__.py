@@ -5,6 +5,8 @@ Two published methods as scikit-learn estimators with torch underneath:
 - :class:`GreedyLayerwiseCNNClassifier` (Belilovsky, Eickenberg and Oyallon, ICML 2019);
 - the sequentially trained implicit models of Gautam, Anderson, Sojoudi and El Ghaoui,
   with the end-to-end implicit baseline of El Ghaoui et al.
+
+Probing tools (per-layer features, separability probes) and plots live beside them.
 """
 
 from ._cnn import GreedyLayerwiseCNNClassifier, cifar10_params
@@ -14,14 +16,22 @@ from ._implicit import (
     SequentialImplicitClassifier,
     SequentialImplicitRegressor,
 )
+from ._plotting import LayerPCADisplay, LayerwiseTrainingDisplay, SeparabilityDisplay
+from ._probing import LayerFeatures, layer_features, separability_scores
 
 __all__ = [
     "EndToEndImplicitClassifier",
     "EndToEndImplicitRegressor",
     "GreedyLayerwiseCNNClassifier",
+    "LayerFeatures",
+    "LayerPCADisplay",
+    "LayerwiseTrainingDisplay",
+    "SeparabilityDisplay",
     "SequentialImplicitClassifier",
     "SequentialImplicitRegressor",
     "cifar10_params",
+    "layer_features",
+    "separability_scores",
 ]
 
 __version__ = "0.1.0.dev0"

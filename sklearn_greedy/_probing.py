@@ -1,0 +1,495 @@
+"""Probing the representations of greedily trained networks (Belilovsky et al., Sec. 4.2).
+
+- :func:`layer_features`: the representation after any layer of a fitted network;
+- :class:`LayerFeatures`: the same as a scikit-learn transformer, so that a fitted network
+  (wrapped in :class:`sklearn.frozen.FrozenEstimator`) feeds a Pipeline and a grid search
+  over the layer never refits the network;
+- :func:`separability_scores`: linear and CNN-p separability of each layer (Fig. 3).
+"""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context, clone
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted
+
+from ._cnn_modules import AuxiliaryClassifier
+from ._engine import TrainingConfig, batched_apply, train_stage
+from ._utils import base_seed, derive_seed, inference_device, make_generator, torch_seeded
+from ._validation import encode_classes, validate_images
+
+_EVAL_BATCH_SIZE = 1024
+PROBES = ("linear", "cnn1", "cnn2")
+
+
+def _unwrap(estimator):
+    """The estimator inside a :class:`~sklearn.frozen.FrozenEstimator` (or itself)."""
+    while isinstance(estimator, FrozenEstimator):
+        estimator = estimator.estimator
+    return estimator
+
+
+def _is_cnn(estimator) -> bool:
+    """Whether the (fitted) estimator is a layerwise CNN: its model runs layer by layer."""
+    return hasattr(getattr(estimator, "model_", None), "per_layer")
+
+
+def _is_implicit(estimator) -> bool:
+    return hasattr(estimator, "block_sizes_") and "transform_blocks" in estimator.get_params()
+
+
+def n_probe_layers(estimator) -> int:
+    """Number of layers (CNN) or blocks (implicit model) a fitted estimator can be probed at."""
+    estimator = _unwrap(estimator)
+    check_is_fitted(estimator)
+    if _is_cnn(estimator):
+        return int(estimator.n_layers_fitted_)
+    if _is_implicit(estimator):
+        return int(estimator.n_blocks_fitted_)
+    raise TypeError(
+        f"{type(estimator).__name__} is not supported: probing needs a fitted "
+        "GreedyLayerwiseCNNClassifier or a sequential implicit model (transform_blocks)."
+    )
+
+
+def _check_layer(estimator, layer) -> int:
+    """``layer`` (1-based, None for the last) checked against the fitted depth."""
+    n_layers = n_probe_layers(estimator)
+    if layer is None:
+        return n_layers
+    if not 1 <= layer <= n_layers:
+        raise ValueError(f"layer={layer} is out of range: the estimator has {n_layers} layers.")
+    return int(layer)
+
+
+def _cnn_layer_tensors(estimator, X, layers, pool) -> dict[int, torch.Tensor]:
+    """CPU tensors of the representation after each of ``layers``, from a single pass.
+
+    Every requested layer comes out of the same forward pass through the network, so
+    probing all layers costs one pass over the data, not one per layer.
+    """
+    X, _ = validate_images(estimator, X, reset=False)
+    device = inference_device(estimator.device_)
+    model = estimator.model_.to(device)
+    wanted = sorted(set(layers))
+    depth = wanted[-1]
+
+    def features(batch):
+        outs = []
+        for j, h in enumerate(model.per_layer(batch, depth), start=1):
+            if j in wanted:
+                outs.append((F.adaptive_avg_pool2d(h, pool) if pool else h).flatten(1))
+        # one flat tensor per batch so batched_apply can concatenate; split again below
+        return torch.cat(outs, dim=1)
+
+    X_t = torch.from_numpy(np.ascontiguousarray(X)).to(device)
+    flat = batched_apply(features, X_t, _EVAL_BATCH_SIZE, out_device=torch.device("cpu"))
+    shapes = _cnn_layer_shapes(estimator, wanted, pool)
+    sizes = [int(np.prod(shapes[j])) for j in wanted]
+    parts = torch.split(flat, sizes, dim=1)
+    return {j: part.reshape(-1, *shapes[j]) for j, part in zip(wanted, parts)}
+
+
+def _cnn_layer_shapes(estimator, layers, pool) -> dict[int, tuple[int, int, int]]:
+    """Shape (C, H, W) of each layer's output, pooled to ``pool`` x ``pool`` if given."""
+    device = inference_device(estimator.device_)
+    model = estimator.model_.to(device)
+    probe = torch.zeros((1, *estimator.image_shape_), device=device)
+    shapes = {}
+    with torch.no_grad():
+        for j, h in enumerate(model.per_layer(probe, max(layers)), start=1):
+            if j in layers:
+                c, hh, ww = h.shape[1:]
+                shapes[j] = (int(c), pool, pool) if pool else (int(c), int(hh), int(ww))
+    return shapes
+
+
+def layer_features(estimator, X, layer: int | None = None, pool: int | None = 2) -> np.ndarray:
+    """The representation of ``X`` after layer ``layer`` of a fitted network.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A fitted :class:`~sklearn_greedy.GreedyLayerwiseCNNClassifier` or sequential
+        implicit model, optionally wrapped in :class:`sklearn.frozen.FrozenEstimator`.
+    X : array-like of shape (n_samples, C, H, W) or (n_samples, n_features)
+        Input, validated as the estimator validates it at predict time.
+    layer : int or None, default=None
+        Layer ``j`` (1-based, the paper's ``x_j``); None for the last. For an implicit
+        model, the number of blocks whose states are returned (``transform_blocks``).
+    pool : int or None, default=2
+        Average each channel to a ``pool`` x ``pool`` grid (2 in the paper's probes);
+        None keeps the full spatial resolution. Ignored for implicit models.
+
+    Returns
+    -------
+    features : ndarray of shape (n_samples, n_features_out), float32
+        Channel-major flattened features (channel, row, column).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_greedy import GreedyLayerwiseCNNClassifier, layer_features
+    >>> rng = np.random.RandomState(0)
+    >>> X, y = rng.rand(40, 1, 8, 8), np.arange(40) % 2
+    >>> cnn = GreedyLayerwiseCNNClassifier(n_layers=2, width=4, max_epochs=1,
+    ...                                    random_state=0).fit(X, y)
+    >>> layer_features(cnn, X, layer=1).shape, layer_features(cnn, X, 2, pool=None).shape
+    ((40, 16), (40, 128))
+    """
+    estimator = _unwrap(estimator)
+    layer = _check_layer(estimator, layer)
+    if _is_cnn(estimator):
+        return _cnn_layer_tensors(estimator, X, [layer], pool)[layer].flatten(1).numpy()
+    # a shallow copy shares the fitted blocks; only its transform_blocks differs, so the
+    # user's estimator is never modified
+    view = copy.copy(estimator)
+    view.transform_blocks = layer
+    return np.asarray(view.transform(X), dtype=np.float32)
+
+
+class LayerFeatures(TransformerMixin, BaseEstimator):
+    """The representation after one layer of a greedily trained network, as a transformer.
+
+    Wrap a network fitted once in :class:`sklearn.frozen.FrozenEstimator` to use it in
+    pipelines and grid searches without refitting it: ``FrozenEstimator`` is not cloned
+    and its ``fit`` does nothing, so a search over ``layer`` or ``pool`` only reruns the
+    cheap forward pass. An unfitted estimator is cloned and fitted in :meth:`fit`, as in
+    any meta-estimator.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A :class:`~sklearn_greedy.GreedyLayerwiseCNNClassifier` or a sequential implicit
+        model (:class:`~sklearn_greedy.SequentialImplicitClassifier`,
+        :class:`~sklearn_greedy.SequentialImplicitRegressor`), fitted inside a
+        ``FrozenEstimator`` or unfitted.
+    layer : int or None, default=None
+        Layer ``j`` (1-based) whose output is returned; None for the last. For implicit
+        models, the number of blocks whose states are returned.
+    pool : int or None, default=2
+        Average each channel to a ``pool`` x ``pool`` grid (the paper's 2x2); None keeps
+        the full spatial resolution. Ignored for implicit models.
+
+    Attributes
+    ----------
+    estimator_ : estimator
+        The fitted network (the ``FrozenEstimator`` itself when one was given).
+    layer_ : int
+        The layer actually used (``layer`` with None resolved).
+    feature_shape_ : tuple of int
+        Shape of the output of one sample before flattening: (C, pool, pool) or
+        (C, H, W) for a CNN, (n_states_used,) for an implicit model.
+    n_features_in_ : int
+        Number of input features seen by the network.
+
+    See Also
+    --------
+    layer_features : The same as a function of a fitted estimator.
+    separability_scores : Linear and CNN-p separability of every layer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.frozen import FrozenEstimator
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn_greedy import GreedyLayerwiseCNNClassifier, LayerFeatures
+    >>> rng = np.random.RandomState(0)
+    >>> X, y = rng.rand(40, 1, 8, 8), np.arange(40) % 2
+    >>> cnn = GreedyLayerwiseCNNClassifier(n_layers=2, width=4, max_epochs=1,
+    ...                                    random_state=0).fit(X, y)
+    >>> pipe = make_pipeline(LayerFeatures(FrozenEstimator(cnn), layer=1),
+    ...                      LogisticRegression()).fit(X, y)
+    >>> pipe[0].get_feature_names_out()[:2]
+    array(['layer1_c0_00', 'layer1_c0_01'], dtype=object)
+    """
+
+    _parameter_constraints: dict = {
+        "estimator": [HasMethods(["fit", "transform"])],
+        "layer": [Interval(Integral, 1, None, closed="left"), None],
+        "pool": [Interval(Integral, 1, None, closed="left"), None],
+    }
+
+    def __init__(self, estimator, layer=None, pool=2):
+        self.estimator = estimator
+        self.layer = layer
+        self.pool = pool
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y=None):
+        """Fit a clone of the network, or nothing when it is a ``FrozenEstimator``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, C, H, W) or (n_samples, n_features)
+            Training input of the network.
+        y : array-like of shape (n_samples,) or None
+            Targets of the network (ignored by a ``FrozenEstimator``).
+
+        Returns
+        -------
+        self : LayerFeatures
+        """
+        # clone(FrozenEstimator) is the FrozenEstimator itself and its fit is a no-op
+        self.estimator_ = clone(self.estimator).fit(X, y)
+        inner = _unwrap(self.estimator_)
+        self.layer_ = _check_layer(inner, self.layer)
+        if _is_cnn(inner):
+            self.feature_shape_ = _cnn_layer_shapes(inner, [self.layer_], self.pool)[self.layer_]
+        else:
+            self.feature_shape_ = (int(sum(inner.block_sizes_[: self.layer_])),)
+        self.n_features_in_ = inner.n_features_in_
+        if hasattr(inner, "feature_names_in_"):
+            self.feature_names_in_ = inner.feature_names_in_
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        """The representation of ``X`` after layer ``layer_``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, C, H, W) or (n_samples, n_features)
+            Input of the network.
+
+        Returns
+        -------
+        features : ndarray of shape (n_samples, prod(feature_shape_)), float32
+        """
+        check_is_fitted(self)
+        return layer_features(self.estimator_, X, self.layer_, self.pool)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        """Feature names: ``layer{j}_c{channel}_{row}{col}`` for a CNN.
+
+        With ``pool=None`` (or a grid wider than 9) row and column are separated by an
+        underscore. An implicit model's states are ``block{k}_x{i}``.
+
+        Parameters
+        ----------
+        input_features : array-like of str or None, default=None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str objects
+        """
+        check_is_fitted(self)
+        j = self.layer_
+        if len(self.feature_shape_) == 1:
+            names = [f"block{j}_x{i}" for i in range(self.feature_shape_[0])]
+        else:
+            c, h, w = self.feature_shape_
+            sep = "" if max(h, w) <= 10 else "_"
+            names = [
+                f"layer{j}_c{ch}_{r}{sep}{q}" for ch in range(c) for r in range(h) for q in range(w)
+            ]
+        return np.asarray(names, dtype=object)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        tags.requires_fit = True
+        return tags
+
+
+def _linear_probe(F_train, y_train, F_test, y_test, C, max_iter) -> float:
+    """Test accuracy of a multinomial logistic regression on standardised features."""
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
+    return float(probe.fit(F_train, y_train).score(F_test, y_test))
+
+
+def _cnn_probe(H_train, y_train, H_test, y_test, *, p, n_classes, width, config, seed) -> float:
+    """Test accuracy of a p-hidden-layer CNN trained on frozen full-resolution features.
+
+    The probe is the package's auxiliary classifier with ``k = p + 1`` (``p`` conv layers,
+    2x2 averaging, linear layer) and BatchNorm, since the raw ReLU features of a frozen
+    layer are not standardised; it is trained by the shared engine.
+    """
+    with torch_seeded(derive_seed(seed, 1, p)):
+        net = AuxiliaryClassifier(H_train.shape[1], n_classes, p + 1, width, batch_norm=True)
+    train_stage(
+        net,
+        H_train,
+        y_train,
+        loss_fn=F.cross_entropy,
+        config=config,
+        generator=make_generator(derive_seed(seed, 2, p), H_train.device),
+        desc=f"CNN-{p} probe",
+    )
+    logits = batched_apply(net.eval(), H_test, _EVAL_BATCH_SIZE)
+    return float((logits.argmax(1) == y_test).float().mean())
+
+
+def separability_scores(
+    estimator,
+    X_train,
+    y_train,
+    X_test,
+    y_test,
+    *,
+    probes=PROBES,
+    layers=None,
+    C: float = 1.0,
+    max_iter: int = 1000,
+    probe_width: int | None = None,
+    max_epochs: int = 15,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    random_state=None,
+    verbose: int = 0,
+) -> dict[str, np.ndarray]:
+    """Linear and CNN-p separability of each layer's representation (Sec. 4.2, Fig. 3).
+
+    Each probe is trained on the frozen representation of ``X_train`` and scored by its
+    accuracy on ``X_test``:
+
+    - ``"linear"``: a multinomial :class:`~sklearn.linear_model.LogisticRegression` on the
+      standardised features averaged to 2x2 (the paper's linear separability);
+    - ``"cnn1"``, ``"cnn2"`` (any ``"cnn<p>"``): a CNN with ``p`` hidden conv 3x3 layers,
+      2x2 averaging and a linear layer, trained with Adam on the full-resolution features
+      (CNN-p separability).
+
+    Each layer's features are computed once and shared by all probes.
+
+    Parameters
+    ----------
+    estimator : estimator
+        A fitted :class:`~sklearn_greedy.GreedyLayerwiseCNNClassifier`, optionally in a
+        :class:`~sklearn.frozen.FrozenEstimator`. A fitted sequential implicit classifier
+        is accepted for the ``"linear"`` probe (its blocks play the layers).
+    X_train, y_train : array-like
+        Data to train the probes on.
+    X_test, y_test : array-like
+        Data to score the probes on.
+    probes : sequence of str, default=("linear", "cnn1", "cnn2")
+        Which probes to run.
+    layers : sequence of int or None, default=None
+        Layers (1-based) to probe; None for all fitted layers.
+    C : float, default=1.0
+        Inverse regularisation strength of the linear probe.
+    max_iter : int, default=1000
+        Iterations of the linear probe's solver.
+    probe_width : int or None, default=None
+        Width of the CNN probes' hidden convolutions; None uses the probed layer's width
+        (the paper uses 256).
+    max_epochs : int, default=15
+        Training epochs of the CNN probes.
+    batch_size : int, default=64
+        Minibatch size of the CNN probes.
+    lr : float, default=1e-3
+        Adam learning rate of the CNN probes.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the CNN probes' initialisation and shuffling.
+    verbose : int, default=0
+        Print each layer's scores as they are computed.
+
+    Returns
+    -------
+    scores : dict of ndarray
+        ``"layer"`` (the probed layers) and one array of test accuracies per probe, all
+        of shape (n_layers,), like ``cv_results_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_greedy import GreedyLayerwiseCNNClassifier, separability_scores
+    >>> rng = np.random.RandomState(0)
+    >>> X, y = rng.rand(60, 1, 8, 8), np.arange(60) % 3
+    >>> cnn = GreedyLayerwiseCNNClassifier(n_layers=2, width=4, max_epochs=1,
+    ...                                    random_state=0).fit(X[:40], y[:40])
+    >>> scores = separability_scores(cnn, X[:40], y[:40], X[40:], y[40:],
+    ...                              max_epochs=1, random_state=0)
+    >>> sorted(scores), scores["layer"]
+    (['cnn1', 'cnn2', 'layer', 'linear'], array([1, 2]))
+    """
+    estimator = _unwrap(estimator)
+    n_layers = n_probe_layers(estimator)
+    layers = list(range(1, n_layers + 1)) if layers is None else [int(j) for j in layers]
+    for j in layers:
+        _check_layer(estimator, j)
+    probes = tuple(probes)
+    cnn_ps = {}
+    for name in probes:
+        digits = name[3:]
+        if name == "linear":
+            continue
+        if not (name.startswith("cnn") and digits.isdigit() and int(digits) >= 1):
+            raise ValueError(f"Unknown probe {name!r}; use 'linear' or 'cnn<p>' with p >= 1.")
+        cnn_ps[name] = int(digits)
+    if cnn_ps and not _is_cnn(estimator):
+        raise ValueError(
+            f"The CNN-p probes need a convolutional network; {type(estimator).__name__} "
+            "supports probes=('linear',)."
+        )
+    if not (isinstance(C, Real) and C > 0):
+        raise ValueError(f"C must be a positive number, got {C!r}.")
+
+    results: dict[str, list] = {"layer": layers, **{name: [] for name in probes}}
+    if _is_cnn(estimator):
+        classes, y_train_enc = encode_classes(np.asarray(y_train))
+        unseen = np.setdiff1d(np.asarray(y_test), classes)
+        if unseen.size:
+            raise ValueError(f"y_test has classes absent from y_train: {unseen[:5].tolist()}.")
+        y_test_enc = np.searchsorted(classes, np.asarray(y_test))
+        device = inference_device(estimator.device_)
+        seed = base_seed(random_state)
+        config = TrainingConfig(
+            max_epochs=max_epochs,
+            batch_size=batch_size,
+            lr=lr,
+            optimizer="adam",
+            n_iter_no_change=max_epochs,
+        )
+        if not cnn_ps:
+            # pooled features are small: all layers from one forward pass
+            H_train = _cnn_layer_tensors(estimator, X_train, layers, 2)
+            H_test = _cnn_layer_tensors(estimator, X_test, layers, 2)
+        yt_train = torch.from_numpy(y_train_enc).to(device)
+        yt_test = torch.from_numpy(y_test_enc).to(device)
+    for j in layers:
+        if _is_cnn(estimator):
+            if cnn_ps:
+                # full-resolution features are large: one layer in memory at a time
+                h_train = _cnn_layer_tensors(estimator, X_train, [j], None)[j]
+                h_test = _cnn_layer_tensors(estimator, X_test, [j], None)[j]
+            else:
+                h_train, h_test = H_train.pop(j), H_test.pop(j)
+            if "linear" in probes:
+                p_train = F.adaptive_avg_pool2d(h_train, 2).flatten(1).numpy()
+                p_test = F.adaptive_avg_pool2d(h_test, 2).flatten(1).numpy()
+                results["linear"].append(
+                    _linear_probe(p_train, y_train, p_test, y_test, C, max_iter)
+                )
+            h_train, h_test = h_train.to(device), h_test.to(device)
+            for name, p in cnn_ps.items():
+                results[name].append(
+                    _cnn_probe(
+                        h_train,
+                        yt_train,
+                        h_test,
+                        yt_test,
+                        p=p,
+                        n_classes=len(classes),
+                        width=probe_width or h_train.shape[1],
+                        config=config,
+                        seed=derive_seed(seed, j),
+                    )
+                )
+        else:
+            f_train = layer_features(estimator, X_train, j)
+            f_test = layer_features(estimator, X_test, j)
+            results["linear"].append(_linear_probe(f_train, y_train, f_test, y_test, C, max_iter))
+        if verbose:
+            print(f"layer {j}: " + ", ".join(f"{name}={results[name][-1]:.4f}" for name in probes))
+    return {key: np.asarray(value) for key, value in results.items()}
