@@ -80,11 +80,12 @@ def batched_apply(
 
 
 def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device):
-    """Shuffled index slices; a trailing batch of one sample joins the one before it,
-    because BatchNorm cannot normalise a single value per channel in training mode."""
+    """Shuffled index slices. A trailing batch smaller than half a batch joins the one
+    before it: BatchNorm's statistics over a handful of samples are noise, and a step on
+    them can undo an epoch of training (a single sample cannot be normalised at all)."""
     perm = torch.randperm(n, generator=generator, device=device)
     starts = list(range(0, n, batch_size))
-    if len(starts) > 1 and n - starts[-1] == 1:
+    if len(starts) > 1 and n - starts[-1] < batch_size / 2:
         starts.pop()
     for i, start in enumerate(starts):
         stop = starts[i + 1] if i + 1 < len(starts) else n

@@ -161,12 +161,14 @@ def test_adam_and_diverging_loss_is_reported():
         )
 
 
-def test_trailing_single_sample_batch_is_merged():
-    sizes = [
-        len(b) for b in _batches(33, 16, torch.Generator().manual_seed(0), torch.device("cpu"))
-    ]
-    assert sizes == [16, 17]
-    sizes = [
-        len(b) for b in _batches(34, 16, torch.Generator().manual_seed(0), torch.device("cpu"))
-    ]
-    assert sizes == [16, 16, 2]
+def test_small_trailing_batch_is_merged():
+    def sizes(n):
+        gen = torch.Generator().manual_seed(0)
+        batches = list(_batches(n, 16, gen, torch.device("cpu")))
+        assert torch.equal(torch.sort(torch.cat(batches)).values, torch.arange(n))
+        return [len(b) for b in batches]
+
+    assert sizes(33) == [16, 17]
+    assert sizes(39) == [16, 23]
+    assert sizes(40) == [16, 16, 8]
+    assert sizes(5) == [5]
