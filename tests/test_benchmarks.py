@@ -1,0 +1,78 @@
+"""The benchmark scripts run end to end on tiny inputs (their figures live in RESULTS.md)."""
+
+import pickle
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(autouse=True)
+def _benchmarks_on_path(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+
+
+def _tiny_cifar(directory, n_per_batch=20):
+    rng = np.random.RandomState(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            b"data": rng.randint(0, 256, size=(n_per_batch, 3072)).astype(np.uint8),
+            b"labels": (np.arange(n_per_batch) % 10).tolist(),
+        }
+        with open(directory / name, "wb") as f:
+            pickle.dump(batch, f)
+
+
+def test_cifar10_benchmark_runs_on_cpu(tmp_path, capsys):
+    import cifar10
+
+    _tiny_cifar(tmp_path)
+    cifar10.main(
+        ["--data-dir", str(tmp_path), "--epochs", "1", "--width-scale", "0.02",
+         "--configs", "1,3", "--device", "cpu"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "greedy k=1 (J=5, M=5)" in out and "greedy k=3 (J=4, M=3)" in out
+    assert "end-to-end, skorch (k=3 final network)" in out
+
+
+def test_stage_throughput_runs_on_cpu(capsys):
+    import stage_throughput
+
+    stage_throughput.main(
+        ["--n", "64", "--side", "8", "--width", "4", "--batch-size", "32", "--epochs", "1",
+         "--repeats", "1", "--device", "cpu"]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    for path in ("engine (train_stage)", "plain PyTorch loop", "skorch NeuralNet"):
+        assert path in out
+
+
+def test_memory_count_greedy_below_end_to_end():
+    import memory
+    import torch
+
+    greedy, end_to_end = memory.peaks(32, 8, torch.device("cpu"))
+    assert 0 < greedy < end_to_end
+    # a wider first layer costs more under both schemes
+    wider = memory.peaks(64, 8, torch.device("cpu"))
+    assert wider[0] > greedy and wider[1] > end_to_end
+
+
+def test_digits_benchmark_helpers_build_the_end_to_end_baseline():
+    import digits
+    from sklearn.datasets import load_digits
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
+    X, y = load_digits(return_X_y=True)
+    greedy = GreedyLayerwiseCNNClassifier(
+        image_shape=(1, 8, 8), n_layers=2, width=4, max_epochs=1, random_state=0
+    ).fit(X[:200], y[:200])
+    net = digits.skorch_end_to_end(greedy, seed=0)
+    net.set_params(max_epochs=1).fit(X[:200].reshape(-1, 1, 8, 8).astype(np.float32), y[:200])
+    assert net.predict(X[:10].reshape(-1, 1, 8, 8).astype(np.float32)).shape == (10,)
+    assert "benchmarks" in sys.modules["digits"].__file__
