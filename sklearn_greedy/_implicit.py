@@ -254,6 +254,26 @@ class _ImplicitBase(BaseEstimator):
             verbose=max(int(self.verbose) - 1, 0),
         )
 
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Train the model: block by block (Algorithm 1, and 2 for ``solver="alternating"``)
+        for the sequential estimators, all of ``A``, ``B``, ``C`` jointly for the end-to-end
+        ones.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+
+        Returns
+        -------
+        self
+        """
+        # fitted state is assigned at the end of _fit; validate_data's n_features_in_ is
+        # the one attribute set earlier, and a failure puts it back too
+        with restore_on_failure(self):
+            return self._fit(X, y)
+
     def fit_transform(self, X, y):
         """Fit, then return the state ``x`` of the training samples (see :meth:`transform`)."""
         return self.fit(X, y).transform(X)
@@ -373,22 +393,6 @@ class _SequentialBase(_ImplicitBase):
         if "classes" in info and not np.array_equal(info["classes"], self.classes_):
             raise ValueError("warm_start=True needs the same classes as the previous fit.")
         return self
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Train the blocks one after another (Algorithm 1).
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-
-        Returns
-        -------
-        self
-        """
-        with restore_on_failure(self):
-            return self._fit(X, y)
 
     def _fit(self, X, y):
         prev_n_features = getattr(self, "n_features_in_", None)
@@ -920,22 +924,6 @@ class _EndToEndBase(_ImplicitBase):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
-
-    @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
-        """Train all of ``A``, ``B``, ``C`` jointly.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-
-        Returns
-        -------
-        self
-        """
-        with restore_on_failure(self):
-            return self._fit(X, y)
 
     def _fit(self, X, y):
         X_raw, Y_raw, info = self._validate_fit_data(X, y)

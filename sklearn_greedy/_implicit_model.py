@@ -100,6 +100,12 @@ def training_permutation(sizes: list[int]) -> np.ndarray:
     return np.concatenate([np.arange(s.start, s.stop) for s in paper_slices(sizes)])
 
 
+def _drive(U, B, state_intercept) -> np.ndarray:
+    """The input term ``B u + b`` of every row ``u`` of ``U``, float64."""
+    drive = np.asarray(U, dtype=np.float64) @ np.asarray(B, dtype=np.float64).T
+    return drive if state_intercept is None else drive + state_intercept
+
+
 def pf_eigenvalue(A: np.ndarray) -> float:
     """The Perron-Frobenius eigenvalue ``lambda_PF(|A|)`` (the spectral radius of ``|A|``).
 
@@ -154,11 +160,8 @@ def fixed_point_iteration(
     iteration has not converged after ``max_iter`` steps.
     """
     check_well_posed(A, activation)
-    U = np.asarray(U, dtype=np.float64)
-    drive = U @ np.asarray(B, dtype=np.float64).T
-    if state_intercept is not None:
-        drive = drive + state_intercept
-    X = np.zeros((U.shape[0], A.shape[0]))
+    drive = _drive(U, B, state_intercept)
+    X = np.zeros((drive.shape[0], A.shape[0]))
     for _ in range(max_iter):
         X_new = activation_numpy(activation, X @ A.T + drive)
         if np.max(np.abs(X_new - X), initial=0.0) <= tol:
@@ -214,11 +217,8 @@ def forward_substitution(
     """
     A = np.asarray(A, dtype=np.float64)
     diag = _check_structure(A, sizes, activation)
-    U = np.asarray(U, dtype=np.float64)
-    drive = U @ np.asarray(B, dtype=np.float64).T
-    if state_intercept is not None:
-        drive = drive + state_intercept
-    X = np.zeros((U.shape[0], A.shape[0]))
+    drive = _drive(U, B, state_intercept)
+    X = np.zeros((drive.shape[0], A.shape[0]))
     for rows in paper_slices(sizes):
         z = X[:, rows.stop :] @ A[rows, rows.stop :].T + drive[:, rows]
         X[:, rows] = activation_numpy(activation, z / (1.0 - diag[rows]))
