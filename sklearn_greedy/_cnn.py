@@ -633,21 +633,49 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         -------
         features : ndarray of shape (n_samples, 4 * width_j), dtype float32
         """
-        X_t = self._prepare(X)
+        check_is_fitted(self)
         depth = self.n_layers_fitted_ if self.transform_layer is None else self.transform_layer
         if depth > self.n_layers_fitted_:
             raise ValueError(
                 f"transform_layer={self.transform_layer} exceeds the number of fitted layers "
                 f"({self.n_layers_fitted_})."
             )
+        return self._layer_outputs(X, [depth], pool=2)[depth].flatten(1).numpy()
+
+    def _layer_outputs(self, X, layers, pool: int | None) -> dict[int, torch.Tensor]:
+        """CPU tensors (n, C, h, w) of the representation after each of ``layers``
+        (1-based), averaged to ``pool`` x ``pool`` unless ``pool`` is None.
+
+        All requested layers come out of one forward pass over the data.
+        """
+        X_t = self._prepare(X)
+        wanted = sorted(set(layers))
 
         def features(batch):
-            *_, h = self.model_.per_layer(batch, depth)
-            return F.adaptive_avg_pool2d(h, 2).flatten(1)
+            outs = [
+                (F.adaptive_avg_pool2d(h, pool) if pool else h).flatten(1)
+                for j, h in enumerate(self.model_.per_layer(batch, wanted[-1]), start=1)
+                if j in wanted
+            ]
+            # one flat tensor per batch so that batches concatenate; split again below
+            return torch.cat(outs, dim=1)
 
-        return batched_apply(
-            features, X_t, self._eval_batch_size(), out_device=torch.device("cpu")
-        ).numpy()
+        flat = batched_apply(features, X_t, self._eval_batch_size(), out_device=torch.device("cpu"))
+        shapes = self._layer_shapes(wanted, pool)
+        parts = torch.split(flat, [int(np.prod(shapes[j])) for j in wanted], dim=1)
+        return {j: part.reshape(-1, *shapes[j]) for j, part in zip(wanted, parts)}
+
+    def _layer_shapes(self, layers, pool: int | None) -> dict[int, tuple[int, int, int]]:
+        """Shape (C, h, w) of each layer's output, ``pool`` x ``pool`` when pooled."""
+        device = inference_device(self.device_)
+        probe = torch.zeros((1, *self.image_shape_), device=device)
+        shapes = {}
+        with torch.no_grad():
+            for j, h in enumerate(self.model_.to(device).per_layer(probe, max(layers)), 1):
+                if j in layers:
+                    c, height, width = (int(d) for d in h.shape[1:])
+                    shapes[j] = (c, pool, pool) if pool else (c, height, width)
+        return shapes
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the :meth:`transform` features: ``layer{j}_c{channel}_{row}{col}``.

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted
 from ._cnn_modules import AuxiliaryClassifier
 from ._engine import TrainingConfig, batched_apply, train_stage
 from ._utils import base_seed, derive_seed, inference_device, make_generator, torch_seeded
-from ._validation import encode_classes, validate_images
+from ._validation import encode_classes
 
 _EVAL_BATCH_SIZE = 1024
 PROBES = ("linear", "cnn1", "cnn2")
@@ -72,48 +72,6 @@ def _check_layer(estimator, layer) -> int:
     return int(layer)
 
 
-def _cnn_layer_tensors(estimator, X, layers, pool) -> dict[int, torch.Tensor]:
-    """CPU tensors of the representation after each of ``layers``, from a single pass.
-
-    Every requested layer comes out of the same forward pass through the network, so
-    probing all layers costs one pass over the data, not one per layer.
-    """
-    X, _ = validate_images(estimator, X, reset=False)
-    device = inference_device(estimator.device_)
-    model = estimator.model_.to(device)
-    wanted = sorted(set(layers))
-    depth = wanted[-1]
-
-    def features(batch):
-        outs = []
-        for j, h in enumerate(model.per_layer(batch, depth), start=1):
-            if j in wanted:
-                outs.append((F.adaptive_avg_pool2d(h, pool) if pool else h).flatten(1))
-        # one flat tensor per batch so batched_apply can concatenate; split again below
-        return torch.cat(outs, dim=1)
-
-    X_t = torch.from_numpy(np.ascontiguousarray(X)).to(device)
-    flat = batched_apply(features, X_t, _EVAL_BATCH_SIZE, out_device=torch.device("cpu"))
-    shapes = _cnn_layer_shapes(estimator, wanted, pool)
-    sizes = [int(np.prod(shapes[j])) for j in wanted]
-    parts = torch.split(flat, sizes, dim=1)
-    return {j: part.reshape(-1, *shapes[j]) for j, part in zip(wanted, parts)}
-
-
-def _cnn_layer_shapes(estimator, layers, pool) -> dict[int, tuple[int, int, int]]:
-    """Shape (C, H, W) of each layer's output, pooled to ``pool`` x ``pool`` if given."""
-    device = inference_device(estimator.device_)
-    model = estimator.model_.to(device)
-    probe = torch.zeros((1, *estimator.image_shape_), device=device)
-    shapes = {}
-    with torch.no_grad():
-        for j, h in enumerate(model.per_layer(probe, max(layers)), start=1):
-            if j in layers:
-                c, hh, ww = h.shape[1:]
-                shapes[j] = (int(c), pool, pool) if pool else (int(c), int(hh), int(ww))
-    return shapes
-
-
 def layer_features(estimator, X, layer: int | None = None, pool: int | None = 2) -> np.ndarray:
     """The representation of ``X`` after layer ``layer`` of a fitted network.
 
@@ -150,7 +108,7 @@ def layer_features(estimator, X, layer: int | None = None, pool: int | None = 2)
     estimator = _unwrap(estimator)
     layer = _check_layer(estimator, layer)
     if _is_cnn(estimator):
-        return _cnn_layer_tensors(estimator, X, [layer], pool)[layer].flatten(1).numpy()
+        return estimator._layer_outputs(X, [layer], pool)[layer].flatten(1).numpy()
     # a shallow copy shares the fitted blocks; only its transform_blocks differs, so the
     # user's estimator is never modified
     view = copy.copy(estimator)
@@ -246,7 +204,7 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
         inner = _unwrap(self.estimator_)
         self.layer_ = _check_layer(inner, self.layer)
         if _is_cnn(inner):
-            self.feature_shape_ = _cnn_layer_shapes(inner, [self.layer_], self.pool)[self.layer_]
+            self.feature_shape_ = inner._layer_shapes([self.layer_], self.pool)[self.layer_]
         else:
             self.feature_shape_ = (int(sum(inner.block_sizes_[: self.layer_])),)
         self.n_features_in_ = inner.n_features_in_
@@ -453,16 +411,16 @@ def separability_scores(
         )
         if not cnn_ps:
             # pooled features are small: all layers from one forward pass
-            H_train = _cnn_layer_tensors(estimator, X_train, layers, 2)
-            H_test = _cnn_layer_tensors(estimator, X_test, layers, 2)
+            H_train = estimator._layer_outputs(X_train, layers, 2)
+            H_test = estimator._layer_outputs(X_test, layers, 2)
         yt_train = torch.from_numpy(y_train_enc).to(device)
         yt_test = torch.from_numpy(y_test_enc).to(device)
     for j in layers:
         if _is_cnn(estimator):
             if cnn_ps:
                 # full-resolution features are large: one layer in memory at a time
-                h_train = _cnn_layer_tensors(estimator, X_train, [j], None)[j]
-                h_test = _cnn_layer_tensors(estimator, X_test, [j], None)[j]
+                h_train = estimator._layer_outputs(X_train, [j], None)[j]
+                h_test = estimator._layer_outputs(X_test, [j], None)[j]
             else:
                 h_train, h_test = H_train.pop(j), H_test.pop(j)
             if "linear" in probes:
