@@ -21,6 +21,7 @@ from ._cnn_modules import (
     GreedyCNN,
     GreedyLayer,
     augment_crop_flip,
+    layer_feature_names,
     layer_plan,
     make_stem,
     reset_parameters,
@@ -694,8 +695,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         check_is_fitted(self)
         depth = self.n_layers_fitted_ if self.transform_layer is None else self.transform_layer
         width = self.layer_widths_[min(depth, self.n_layers_fitted_) - 1]
-        names = [f"layer{depth}_c{c}_{r}{q}" for c in range(width) for r in (0, 1) for q in (0, 1)]
-        return np.asarray(names, dtype=object)
+        return np.asarray(layer_feature_names(depth, width, 2, 2), dtype=object)
 
     # ------------------------------------------------------------------ export
     def to_torch(self, *, pretrained: bool = True, random_state=None) -> GreedyCNN:

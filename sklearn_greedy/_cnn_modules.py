@@ -194,6 +194,19 @@ class GreedyCNN(nn.Module):
         return self.head(self.features(x))
 
 
+def layer_feature_names(layer: int, channels: int, height: int, width: int) -> list[str]:
+    """Names of a layer's flattened (channel, row, column) features:
+    ``layer{j}_c{channel}_{row}{col}``, with an underscore between row and column once
+    either index can take two digits."""
+    sep = "" if max(height, width) <= 10 else "_"
+    return [
+        f"layer{layer}_c{c}_{r}{sep}{q}"
+        for c in range(channels)
+        for r in range(height)
+        for q in range(width)
+    ]
+
+
 def make_stem(mean: torch.Tensor, std: torch.Tensor, input_downsample: bool) -> nn.Sequential:
     """Standardisation, then the optional invertible downsampling of the input (Fig. 1)."""
     modules: list[nn.Module] = [ChannelStandardizer(mean, std)]

@@ -32,6 +32,16 @@ def _axes(ax):
     return ax
 
 
+def _finish(display, ax, title, **legend_kwargs):
+    """Title and legend, then the Display attributes ``ax_`` and ``figure_``."""
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best", **legend_kwargs)
+    display.ax_ = ax
+    display.figure_ = ax.figure
+    return display
+
+
 class LayerwiseTrainingDisplay:
     """Per-layer training and validation accuracy along greedy training (Fig. 2, 4).
 
@@ -128,12 +138,7 @@ class LayerwiseTrainingDisplay:
             start += len(records)
         ax.set_xlabel("epoch (layers trained one after the other)")
         ax.set_ylabel("accuracy")
-        if self.estimator_name:
-            ax.set_title(self.estimator_name)
-        ax.legend(loc="best", fontsize="small")
-        self.ax_ = ax
-        self.figure_ = ax.figure
-        return self
+        return _finish(self, ax, self.estimator_name, fontsize="small")
 
 
 class SeparabilityDisplay:
@@ -233,12 +238,7 @@ class SeparabilityDisplay:
         ax.set_xticks(layers)
         ax.set_xlabel("layer")
         ax.set_ylabel("test accuracy of the probe")
-        if self.estimator_name:
-            ax.set_title(self.estimator_name)
-        ax.legend(loc="best")
-        self.ax_ = ax
-        self.figure_ = ax.figure
-        return self
+        return _finish(self, ax, self.estimator_name)
 
 
 class LayerPCADisplay:

@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
-from ._cnn_modules import AuxiliaryClassifier
+from ._cnn_modules import AuxiliaryClassifier, layer_feature_names
 from ._engine import TrainingConfig, batched_apply, train_stage
 from ._utils import base_seed, derive_seed, inference_device, make_generator, torch_seeded
 from ._validation import encode_classes
@@ -247,11 +247,7 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
         if len(self.feature_shape_) == 1:
             names = [f"block{j}_x{i}" for i in range(self.feature_shape_[0])]
         else:
-            c, h, w = self.feature_shape_
-            sep = "" if max(h, w) <= 10 else "_"
-            names = [
-                f"layer{j}_c{ch}_{r}{sep}{q}" for ch in range(c) for r in range(h) for q in range(w)
-            ]
+            names = layer_feature_names(j, *self.feature_shape_)
         return np.asarray(names, dtype=object)
 
     def __sklearn_tags__(self):
