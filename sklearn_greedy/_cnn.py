@@ -643,40 +643,82 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
             )
         return self._layer_outputs(X, [depth], pool=2)[depth].flatten(1).numpy()
 
-    def _layer_outputs(self, X, layers, pool: int | None) -> dict[int, torch.Tensor]:
-        """CPU tensors (n, C, h, w) of the representation after each of ``layers``
-        (1-based), averaged to ``pool`` x ``pool`` unless ``pool`` is None.
+    def layer_outputs(self, X, layers=None, *, pool: int | None = 2) -> dict[int, np.ndarray]:
+        """The representation after each of ``layers``, from one forward pass.
 
-        All requested layers come out of one forward pass over the data.
+        Parameters
+        ----------
+        X : array-like or torch.Tensor of shape (n_samples, C, H, W) or (n_samples, n_features)
+            Images.
+        layers : int, sequence of int or None, default=None
+            Layers to return (1-based; ``-1`` is the last); None for every fitted layer.
+        pool : int or None, default=2
+            Average each channel to a ``pool`` x ``pool`` grid (the paper's probes use 2);
+            None keeps the full spatial resolution.
+
+        Returns
+        -------
+        outputs : dict of int to ndarray of shape (n_samples, C_j, h, w), float32
+            Keyed by the resolved 1-based layer number.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_greedy import GreedyLayerwiseCNNClassifier
+        >>> X, y = np.random.RandomState(0).rand(20, 1, 8, 8), np.arange(20) % 2
+        >>> cnn = GreedyLayerwiseCNNClassifier(n_layers=2, width=4, max_epochs=1).fit(X, y)
+        >>> {j: h.shape for j, h in cnn.layer_outputs(X, [1, -1], pool=None).items()}
+        {1: (20, 4, 8, 8), 2: (20, 8, 4, 4)}
         """
-        X_t = self._prepare(X)
-        wanted = sorted(set(layers))
+        check_is_fitted(self)
+        wanted = self._resolve_layers(layers)
+        pool = check_pool(pool)
+        X_t, device = self._prepare(X)
+        model = self._inference_model(device)
 
         def features(batch):
             outs = [
                 (F.adaptive_avg_pool2d(h, pool) if pool else h).flatten(1)
-                for j, h in enumerate(self.model_.per_layer(batch, wanted[-1]), start=1)
+                for j, h in enumerate(model.per_layer(batch, wanted[-1]), start=1)
                 if j in wanted
             ]
             # one flat tensor per batch so that batches concatenate; split again below
             return torch.cat(outs, dim=1)
 
         flat = batched_apply(features, X_t, self._eval_batch_size(), out_device=torch.device("cpu"))
-        shapes = self._layer_shapes(wanted, pool)
+        shapes = {j: self.layer_output_shape(j, pool=pool) for j in wanted}
         parts = torch.split(flat, [int(np.prod(shapes[j])) for j in wanted], dim=1)
-        return {j: part.reshape(-1, *shapes[j]) for j, part in zip(wanted, parts)}
+        return {j: part.reshape(-1, *shapes[j]).numpy() for j, part in zip(wanted, parts)}
 
-    def _layer_shapes(self, layers, pool: int | None) -> dict[int, tuple[int, int, int]]:
-        """Shape (C, h, w) of each layer's output, ``pool`` x ``pool`` when pooled."""
-        device = inference_device(self.device_)
-        probe = torch.zeros((1, *self.image_shape_), device=device)
-        shapes = {}
-        with torch.no_grad():
-            for j, h in enumerate(self.model_.to(device).per_layer(probe, max(layers)), 1):
-                if j in layers:
-                    c, height, width = (int(d) for d in h.shape[1:])
-                    shapes[j] = (c, pool, pool) if pool else (c, height, width)
-        return shapes
+    def layer_output_shape(self, layer=None, *, pool: int | None = 2) -> tuple[int, int, int]:
+        """Shape (C, h, w) of one sample's representation after ``layer``.
+
+        Parameters
+        ----------
+        layer : int or None, default=None
+            The layer (1-based; ``-1`` is the last); None for the last.
+        pool : int or None, default=2
+            As in :meth:`layer_outputs`: ``(C, pool, pool)`` when pooled.
+
+        Returns
+        -------
+        shape : tuple of int
+        """
+        check_is_fitted(self)
+        layer = check_layer(layer, self.n_layers_fitted_)
+        pool = check_pool(pool)
+        c, height, width = self.layer_shapes_[layer - 1]
+        return (c, pool, pool) if pool else (c, height, width)
+
+    def _resolve_layers(self, layers) -> list[int]:
+        if layers is None:
+            return list(range(1, self.n_layers_fitted_ + 1))
+        if isinstance(layers, (numbers.Integral, np.integer)) and not isinstance(layers, bool):
+            layers = [layers]
+        resolved = sorted({check_layer(j, self.n_layers_fitted_, name="layers") for j in layers})
+        if not resolved:
+            raise ValueError("layers is empty; give at least one layer or None for all.")
+        return resolved
 
     def get_feature_names_out(self, input_features=None) -> np.ndarray:
         """Names of the :meth:`transform` features: ``layer{j}_c{channel}_{row}{col}``.

@@ -131,3 +131,49 @@ def check_min_samples(X, minimum: int = 2) -> None:
         raise ValueError(
             f"Found n_samples={X.shape[0]}; at least {minimum} samples are required to fit."
         )
+
+
+def check_layer(layer, n_layers: int, *, name: str = "layer") -> int:
+    """Resolve a layer index given by a user into a 1-based layer number.
+
+    One convention for every public entry point that picks a layer (``transform_layer``,
+    :class:`~sklearn_greedy.LayerFeatures`, :func:`~sklearn_greedy.separability_scores`,
+    the displays): layers are numbered from 1 like the paper's ``x_j``; a negative
+    index counts from the end (``-1`` is the last layer, as in Python); None means the
+    last layer. Anything else is an error that names ``name``.
+
+    >>> check_layer(None, 3), check_layer(2, 3), check_layer(-1, 3), check_layer(-3, 3)
+    (3, 2, 3, 1)
+    """
+    if layer is None:
+        return int(n_layers)
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+        raise TypeError(
+            f"{name} must be an int (1-based, negative counts from the end) or None, "
+            f"got {layer!r} of type {type(layer).__name__}."
+        )
+    layer = int(layer)
+    if layer == 0 or not -n_layers <= layer <= n_layers:
+        raise ValueError(
+            f"{name}={layer} is out of range: layers are numbered 1..{n_layers} "
+            f"(or -{n_layers}..-1 from the end); 0 is not a layer."
+        )
+    return layer if layer > 0 else n_layers + 1 + layer
+
+
+def check_pool(pool) -> int | None:
+    """The spatial averaging grid of a layer's features: None (no averaging) or an int >= 1.
+
+    >>> check_pool(2), check_pool(None)
+    (2, None)
+    """
+    if pool is None:
+        return None
+    if isinstance(pool, bool) or not isinstance(pool, numbers.Integral):
+        raise TypeError(f"pool must be a positive int or None, got {pool!r}.")
+    if pool < 1:
+        raise ValueError(
+            f"pool={pool} is invalid: use a positive grid size (2 in the paper) or None for "
+            "the full resolution."
+        )
+    return int(pool)
