@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import numbers
 import warnings
 from numbers import Integral, Real
 
@@ -36,7 +37,14 @@ from ._utils import (
     restore_on_failure,
     torch_seeded,
 )
-from ._validation import check_image_shape, check_min_samples, encode_classes, validate_images
+from ._validation import (
+    check_image_shape,
+    check_layer,
+    check_min_samples,
+    check_pool,
+    encode_classes,
+    validate_images,
+)
 
 
 class _FittedNetwork(nn.Module):
@@ -74,6 +82,13 @@ def _channel_stats(X: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torc
     # constant channels (std 0) are centred but not blown up
     std = torch.where(std > 1e-6, std, torch.ones_like(std))
     return mean.float(), std.float()
+
+
+def _layer_shapes(model: _FittedNetwork, image_shape, device) -> list[tuple[int, int, int]]:
+    """Shape (C, h, w) of one sample after each layer, from a forward pass of one image."""
+    with torch.no_grad():
+        probe = torch.zeros((1, *image_shape), device=device)
+        return [tuple(int(d) for d in h.shape[1:]) for h in model.per_layer(probe)]
 
 
 class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstimator):
@@ -151,8 +166,8 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         Shape of one image when X is 2-D ``(n, C*H*W)``. A 2-D X without it is read as
         ``n_features`` channels of a 1x1 image (a greedily trained MLP).
     transform_layer : int or None, default=None
-        Layer (1-based, the paper's ``x_j``) whose representation :meth:`transform`
-        returns; None for the last.
+        Layer whose representation :meth:`transform` returns: 1-based like the paper's
+        ``x_j``, negative counts from the end (``-1`` is the last), None for the last.
     device : str or torch.device, default="auto"
         Where to train: "auto" uses CUDA when present.
     random_state : int, RandomState instance or None, default=None
@@ -235,7 +250,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "image_shape": ["array-like", None],
-        "transform_layer": [Interval(Integral, 1, None, closed="left"), None],
+        "transform_layer": [Integral, None],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -388,6 +403,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
 
     def _fit(self, X, y, previous) -> dict:
         check_image_shape(self.image_shape)
+        check_layer(self.transform_layer, self.n_layers, name="transform_layer")
         downsample_at = self._downsample_set()
         continuing = self.warm_start and "model_" in previous
         X, y, image_shape = validate_images(self, X, y, reset=True, image_shape=self.image_shape)
@@ -507,6 +523,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
             "layer_scores_": np.asarray(scores),
             "layer_widths_": widths,
             "n_layers_fitted_": len(widths),
+            "layer_shapes_": _layer_shapes(model, image_shape, device),
             "seed_": seed,
         }
 
@@ -534,18 +551,27 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         return float((out.argmax(1) == y_t).float().mean())
 
     # ------------------------------------------------------------------ inference
-    def _prepare(self, X) -> torch.Tensor:
+    def _prepare(self, X) -> tuple[torch.Tensor, torch.device]:
+        """Validated X as a tensor on the device to predict on, and that device."""
         check_is_fitted(self)
         X, _ = validate_images(self, X, reset=False)
         device = inference_device(self.device_)
-        self.model_.to(device)
-        return torch.from_numpy(np.ascontiguousarray(X)).to(device)
+        return torch.from_numpy(np.ascontiguousarray(X)).to(device), device
+
+    def _inference_model(self, device: torch.device) -> nn.Module:
+        """The fitted network on ``device``; a moved copy when it lives elsewhere, so that
+        predicting never changes the fitted state (or races with another thread)."""
+        first = next(self.model_.parameters(), None)
+        if first is None or first.device == device:
+            return self.model_
+        return copy.deepcopy(self.model_).to(device)
 
     def _all_logits(self, X) -> torch.Tensor:
         """Logits of every layer's head, shape (n_layers_fitted_, n, n_classes), on the CPU."""
-        X_t = self._prepare(X)
+        X_t, device = self._prepare(X)
+        model = self._inference_model(device)
         out = batched_apply(
-            lambda b: self.model_.all_logits(b).transpose(0, 1),
+            lambda b: model.all_logits(b).transpose(0, 1),
             X_t,
             self._eval_batch_size(),
             out_device=torch.device("cpu"),
@@ -635,13 +661,9 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         features : ndarray of shape (n_samples, 4 * width_j), dtype float32
         """
         check_is_fitted(self)
-        depth = self.n_layers_fitted_ if self.transform_layer is None else self.transform_layer
-        if depth > self.n_layers_fitted_:
-            raise ValueError(
-                f"transform_layer={self.transform_layer} exceeds the number of fitted layers "
-                f"({self.n_layers_fitted_})."
-            )
-        return self._layer_outputs(X, [depth], pool=2)[depth].flatten(1).numpy()
+        depth = check_layer(self.transform_layer, self.n_layers_fitted_, name="transform_layer")
+        features = self.layer_outputs(X, depth, pool=2)[depth]
+        return features.reshape(features.shape[0], -1)
 
     def layer_outputs(self, X, layers=None, *, pool: int | None = 2) -> dict[int, np.ndarray]:
         """The representation after each of ``layers``, from one forward pass.
@@ -735,8 +757,8 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         feature_names_out : ndarray of str objects
         """
         check_is_fitted(self)
-        depth = self.n_layers_fitted_ if self.transform_layer is None else self.transform_layer
-        width = self.layer_widths_[min(depth, self.n_layers_fitted_) - 1]
+        depth = check_layer(self.transform_layer, self.n_layers_fitted_, name="transform_layer")
+        width = self.layer_widths_[depth - 1]
         return np.asarray(layer_feature_names(depth, width, 2, 2), dtype=object)
 
     # ------------------------------------------------------------------ export

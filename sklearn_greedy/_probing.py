@@ -32,6 +32,10 @@ _EVAL_BATCH_SIZE = 1024
 PROBES = ("linear", "cnn1", "cnn2")
 
 
+def _as_tensors(arrays: dict) -> dict:
+    return {key: torch.from_numpy(value) for key, value in arrays.items()}
+
+
 def _unwrap(estimator):
     """The estimator inside a :class:`~sklearn.frozen.FrozenEstimator` (or itself)."""
     while isinstance(estimator, FrozenEstimator):
@@ -108,7 +112,8 @@ def layer_features(estimator, X, layer: int | None = None, pool: int | None = 2)
     estimator = _unwrap(estimator)
     layer = _check_layer(estimator, layer)
     if _is_cnn(estimator):
-        return estimator._layer_outputs(X, [layer], pool)[layer].flatten(1).numpy()
+        features = estimator.layer_outputs(X, layer, pool=pool)[layer]
+        return features.reshape(features.shape[0], -1)
     # a shallow copy shares the fitted blocks; only its transform_blocks differs, so the
     # user's estimator is never modified
     view = copy.copy(estimator)
@@ -204,7 +209,7 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
         inner = _unwrap(self.estimator_)
         self.layer_ = _check_layer(inner, self.layer)
         if _is_cnn(inner):
-            self.feature_shape_ = inner._layer_shapes([self.layer_], self.pool)[self.layer_]
+            self.feature_shape_ = inner.layer_output_shape(self.layer_, pool=self.pool)
         else:
             self.feature_shape_ = (int(sum(inner.block_sizes_[: self.layer_])),)
         self.n_features_in_ = inner.n_features_in_
@@ -407,16 +412,16 @@ def separability_scores(
         )
         if not cnn_ps:
             # pooled features are small: all layers from one forward pass
-            H_train = estimator._layer_outputs(X_train, layers, 2)
-            H_test = estimator._layer_outputs(X_test, layers, 2)
+            H_train = _as_tensors(estimator.layer_outputs(X_train, layers, pool=2))
+            H_test = _as_tensors(estimator.layer_outputs(X_test, layers, pool=2))
         yt_train = torch.from_numpy(y_train_enc).to(device)
         yt_test = torch.from_numpy(y_test_enc).to(device)
     for j in layers:
         if _is_cnn(estimator):
             if cnn_ps:
                 # full-resolution features are large: one layer in memory at a time
-                h_train = estimator._layer_outputs(X_train, [j], None)[j]
-                h_test = estimator._layer_outputs(X_test, [j], None)[j]
+                h_train = torch.from_numpy(estimator.layer_outputs(X_train, j, pool=None)[j])
+                h_test = torch.from_numpy(estimator.layer_outputs(X_test, j, pool=None)[j])
             else:
                 h_train, h_test = H_train.pop(j), H_test.pop(j)
             if "linear" in probes:

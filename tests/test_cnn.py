@@ -122,11 +122,31 @@ def test_feature_names_follow_transform_layer():
     assert names[0] == "layer1_c0_00" and names[5] == "layer1_c1_01"
 
 
-def test_transform_layer_beyond_fitted_raises():
+def test_transform_layer_validated_at_fit():
     X, y = _images()
-    clf = _small(transform_layer=3).fit(X, y)
-    with pytest.raises(ValueError, match="transform_layer=3 exceeds"):
-        clf.transform(X)
+    with pytest.raises(ValueError, match="transform_layer=3 is out of range"):
+        _small(transform_layer=3).fit(X, y)
+    with pytest.raises(ValueError, match="transform_layer=0"):
+        _small(transform_layer=0).fit(X, y)
+
+
+def test_transform_layer_set_after_fit_checked_by_transform_and_names():
+    X, y = _images()
+    clf = _small().fit(X, y)
+    clf.set_params(transform_layer=3)
+    for method in (lambda: clf.transform(X), clf.get_feature_names_out):
+        with pytest.raises(ValueError, match="transform_layer=3 is out of range"):
+            method()
+
+
+def test_transform_layer_negative_counts_from_the_end():
+    X, y = _images()
+    clf = _small().fit(X, y)
+    last = clf.transform(X)
+    first = clf.set_params(transform_layer=-2).transform(X)
+    np.testing.assert_array_equal(first, clf.set_params(transform_layer=1).transform(X))
+    assert first.shape[1] == 4 * clf.layer_widths_[0] and last.shape[1] == 4 * clf.layer_widths_[1]
+    assert clf.set_params(transform_layer=-2).get_feature_names_out()[0].startswith("layer1_")
 
 
 @pytest.mark.parametrize("downsample", ["invertible", "avg", "max", "strided"])
