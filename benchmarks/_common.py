@@ -13,6 +13,13 @@ import torch
 import torch.nn.functional as F
 
 
+def pick_device(name: str) -> torch.device:
+    """``--device``: "auto" is CUDA when present, anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -25,12 +25,11 @@ import argparse
 
 import numpy as np
 import torch
-from _common import accuracy, describe, peak_memory, train_plain_loop
+from _common import accuracy, describe, peak_memory, pick_device, train_plain_loop
 
 from sklearn_greedy import GreedyLayerwiseCNNClassifier, cifar10_params
-from sklearn_greedy._cnn_modules import TrainTimeAugment, augment_crop_flip
-from sklearn_greedy._utils import resolve_device
 from sklearn_greedy.datasets import load_cifar10
+from sklearn_greedy.nn import TrainTimeAugment, augment_crop_flip
 
 
 def scaled_params(k: int, args) -> dict:
@@ -154,7 +153,7 @@ def main(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
 
     X_train, y_train = load_cifar10(args.data_dir, "train", max_per_class=args.max_per_class)
     X_test, y_test = load_cifar10(args.data_dir, "test", max_per_class=args.test_max_per_class)

@@ -27,7 +27,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 
 from sklearn_greedy import GreedyLayerwiseCNNClassifier
-from sklearn_greedy._cnn_modules import TrainTimeAugment
+from sklearn_greedy.nn import TrainTimeAugment
 
 
 def timed_fit(estimator, X, y):

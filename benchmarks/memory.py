@@ -23,12 +23,11 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from _common import describe
+from _common import describe, pick_device
 from torch import nn
 
 from sklearn_greedy import cifar10_params
-from sklearn_greedy._cnn_modules import AuxiliaryClassifier, GreedyLayer, layer_plan
-from sklearn_greedy._utils import resolve_device
+from sklearn_greedy.nn import AuxiliaryClassifier, GreedyLayer, layer_plan
 
 
 def build(width: int, n_classes: int = 10):
@@ -120,7 +119,7 @@ def main(argv=None):
     parser.add_argument("--budget-gib", type=float, default=16.0)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     how = "measured on CUDA" if device.type == "cuda" else "counted on the meta device"
     print(describe(device))
     print(f"k=1 CIFAR-10 network, batch {args.batch_size}, memory {how}")

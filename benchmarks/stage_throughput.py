@@ -6,7 +6,8 @@ batch 128, SGD with momentum, no augmentation), through three paths in one run; 
 figure behind the README's design decision (stage training runs through a lean engine,
 not ``skorch.NeuralNet``):
 
-- engine: ``sklearn_greedy._engine.train_stage`` (data on the device, index slices);
+- engine: ``GreedyLayerwiseCNNClassifier`` fitting that one layer (its per-epoch
+  ``history_`` seconds: the engine's epoch, data on the device, index slices);
 - plain loop: a hand-written loop over index slices of device tensors;
 - skorch: ``skorch.NeuralNet`` with its default data path (Dataset + DataLoader that
   collates sample by sample).
@@ -23,12 +24,10 @@ import argparse
 import time
 
 import torch
-import torch.nn.functional as F
-from _common import describe, sync, train_plain_loop
+from _common import describe, pick_device, sync, train_plain_loop
 
-from sklearn_greedy._cnn_modules import AuxiliaryClassifier, GreedyLayer
-from sklearn_greedy._engine import TrainingConfig, train_stage
-from sklearn_greedy._utils import resolve_device
+from sklearn_greedy import GreedyLayerwiseCNNClassifier
+from sklearn_greedy.nn import AuxiliaryClassifier, GreedyLayer
 
 
 def make_stage(width: int, k: int, n_classes: int, device) -> torch.nn.Module:
@@ -49,9 +48,10 @@ def per_epoch(fns: dict, device, epochs: int, repeats: int) -> dict:
         for name, fn in fns.items():
             sync(device)
             start = time.perf_counter()
-            fn(epochs)
+            seconds = fn(epochs)  # a path may time its own epochs
             sync(device)
-            best[name] = min(best[name], (time.perf_counter() - start) / epochs)
+            seconds = time.perf_counter() - start if seconds is None else seconds
+            best[name] = min(best[name], seconds / epochs)
     return best
 
 
@@ -66,24 +66,21 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    device = resolve_device(args.device)
+    device = pick_device(args.device)
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(args.n, 3, args.side, args.side, generator=gen).to(device)
     y = torch.randint(0, 10, (args.n,), generator=gen).to(device)
-    config = TrainingConfig(
-        max_epochs=1, batch_size=args.batch_size, lr=0.01, keep_best=False, n_iter_no_change=10**9
-    )
+    estimator = GreedyLayerwiseCNNClassifier(
+        n_layers=1, k=args.k, width=args.width, aux_width=args.width, batch_norm=True,
+        batch_size=args.batch_size, lr=0.01, lr_step=None, weight_decay=0.0, augment=False,
+        keep_best=False, n_iter_no_change=10**6, device=str(device), random_state=0,
+        n_threads=torch.get_num_threads(),
+    )  # fmt: skip
 
     def engine(epochs):
-        config.max_epochs = epochs
-        train_stage(
-            stage_engine,
-            X,
-            y,
-            loss_fn=F.cross_entropy,
-            config=config,
-            generator=torch.Generator(device=device).manual_seed(0),
-        )
+        # the engine's own epochs, without the fit's validation and set-up around them
+        estimator.set_params(max_epochs=epochs).fit(X, y)
+        return sum(record["seconds"] for record in estimator.history_[0])
 
     def plain(epochs):
         train_plain_loop(
@@ -112,12 +109,11 @@ def main(argv=None):
         )
         net.fit(X_cpu, y_cpu)
 
-    stage_engine = make_stage(args.width, args.k, 10, device)
     stage_plain = make_stage(args.width, args.k, 10, device)
     stage_skorch = make_stage(args.width, args.k, 10, device)
     results = per_epoch(
         {
-            "engine (train_stage)": engine,
+            "engine (estimator, one layer)": engine,
             "plain PyTorch loop": plain,
             "skorch NeuralNet (default data path)": skorch_fit,
         },

@@ -9,7 +9,8 @@ Two published methods as scikit-learn estimators with torch underneath:
 Probing tools (per-layer features, separability probes) and plots live beside them.
 """
 
-from ._cnn import GreedyLayerwiseCNNClassifier, cifar10_params
+from ._cnn import GreedyLayerwiseCNNClassifier
+from ._cnn_presets import cifar10_params
 from ._implicit import (
     EndToEndImplicitClassifier,
     EndToEndImplicitRegressor,

@@ -11,23 +11,39 @@ make this fast and correct on any device:
 - with augmentation, the prefix runs on each augmented batch in eval mode under
   ``torch.no_grad()``;
 - losses and scores are accumulated on the device and read once per epoch, so there is
-  no host synchronisation per step; float32 matmuls may use TF32 on CUDA;
+  no host synchronisation per step;
 - SGD (momentum, weight decay, step schedule) or Adam; the best parameters seen along the
-  trajectory can be kept (Belilovsky et al., Prop. 3.1); early stopping on a validation set.
+  trajectory can be kept (Belilovsky et al., Prop. 3.1); early stopping on a validation set;
+- a stage whose loss or weights stop being finite, or whose loss explodes, fails with a
+  :class:`TrainingDivergedError` instead of returning a broken model.
+
+:class:`StageTrainer` lays the loop out in small steps (skorch's ``fit_loop`` /
+``train_step`` split); :func:`train_stage` is the one call estimators make.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from torch import nn
 
-from ._utils import fast_float32_matmul
-
 BatchFn = Callable[[torch.Tensor], torch.Tensor]
+
+# A stage whose kept training loss ends this many times above its loss at the start has
+# diverged: no schedule or plateau explains a thousandfold rise.
+_DIVERGENCE_FACTOR = 1e3
+
+
+class TrainingDivergedError(ValueError, FloatingPointError):
+    """A stage's loss or weights stopped being finite, or its loss exploded.
+
+    A ValueError, since the cause is almost always a parameter (a learning rate too high
+    for the data's scale), and a FloatingPointError, since that is what happened.
+    """
 
 
 @dataclass
@@ -42,10 +58,40 @@ class TrainingConfig:
     weight_decay: float = 0.0
     lr_decay: float = 1.0
     lr_step: int | None = None
+    restart_on_decay: bool = False
     keep_best: bool = True
     n_iter_no_change: int = 10
     tol: float = 1e-4
     verbose: int = 0
+    eval_batch_size: int = 1024
+    label: str = "stage"
+    precision: str = "float32"
+
+    def autocast(self, device: torch.device):
+        """bf16 autocast for ``precision="bf16"``; a no-op context otherwise."""
+        return torch.autocast(
+            device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
+        )
+
+
+@dataclass
+class StageData:
+    """The tensors of one stage, all on the training device.
+
+    ``X`` holds the raw inputs (before the frozen prefix); ``sample_weight``, when given,
+    weights each sample's loss; ``X_val``/``y_val`` drive the best epoch and early
+    stopping when given.
+    """
+
+    X: torch.Tensor
+    y: torch.Tensor
+    X_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+    sample_weight: torch.Tensor | None = None
+
+    @property
+    def has_validation(self) -> bool:
+        return self.X_val is not None and self.X_val.shape[0] > 0
 
 
 @dataclass
@@ -55,6 +101,16 @@ class StageResult:
     history: list[dict] = field(default_factory=list)
     best_epoch: int = 0
     stopped_early: bool = False
+
+    @property
+    def n_iter(self) -> int:
+        """Epochs run."""
+        return len(self.history)
+
+    @property
+    def loss_curve(self) -> list[float]:
+        """Mean training loss of each epoch."""
+        return [record["train_loss"] for record in self.history]
 
 
 def accuracy_sum(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -79,7 +135,7 @@ def batched_apply(
     return torch.cat(outputs) if outputs else fn(X[:0])
 
 
-def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.device):
+def batch_slices(n: int, batch_size: int, generator: torch.Generator, device: torch.device):
     """Shuffled index slices. A trailing batch smaller than half a batch joins the one
     before it: BatchNorm's statistics over a handful of samples are noise, and a step on
     them can undo an epoch of training (a single sample cannot be normalised at all)."""
@@ -92,7 +148,8 @@ def _batches(n: int, batch_size: int, generator: torch.Generator, device: torch.
         yield perm[start:stop]
 
 
-def _make_optimizer(params, config: TrainingConfig) -> torch.optim.Optimizer:
+def make_optimizer(params, config: TrainingConfig) -> torch.optim.Optimizer:
+    """The stage's optimizer: SGD with momentum or Adam, with weight decay."""
     if config.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -102,13 +159,14 @@ def _make_optimizer(params, config: TrainingConfig) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer must be 'sgd' or 'adam', got {config.optimizer!r}.")
 
 
-def _lr_at(epoch: int, config: TrainingConfig) -> float:
+def lr_at(epoch: int, config: TrainingConfig) -> float:
+    """The learning rate of ``epoch`` (0-based) under the step schedule."""
     if not config.lr_step:
         return config.lr
     return config.lr * config.lr_decay ** (epoch // config.lr_step)
 
 
-def _progress(config: TrainingConfig, desc: str):
+def _progress_bar(config: TrainingConfig):
     """A tqdm bar when verbose and tqdm is installed, else None (plain prints)."""
     if not config.verbose:
         return None
@@ -116,55 +174,265 @@ def _progress(config: TrainingConfig, desc: str):
         from tqdm.auto import tqdm
     except ImportError:
         return None
-    return tqdm(total=config.max_epochs, desc=desc, leave=True)
+    return tqdm(total=config.max_epochs, desc=config.label, leave=True)
 
 
-def train_stage(
-    model: nn.Module,
-    X: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    config: TrainingConfig,
-    generator: torch.Generator,
-    prefix: BatchFn | None = None,
-    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
-    X_val: torch.Tensor | None = None,
-    y_val: torch.Tensor | None = None,
-    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = accuracy_sum,
-    eval_batch_size: int = 1024,
-    desc: str = "stage",
-) -> StageResult:
-    """Train ``model`` in place on ``prefix(augment(X))`` against ``y``.
+class StageTrainer:
+    """Trains one stage; :meth:`fit` reads top to bottom as the loop it runs.
 
     Parameters
     ----------
     model : torch.nn.Module
-        The trainable part of the stage, already on the device of ``X``.
-    X, y : torch.Tensor
-        Raw training inputs and targets, on the device.
+        The trainable part of the stage, already on the device of the data.
+    data : StageData
+        Raw training (and validation) tensors.
     loss_fn : callable
-        ``loss_fn(output, target)`` returning the mean loss of a batch.
+        ``loss_fn(output, target)`` returning the mean loss of a batch; with sample
+        weights it is called with ``reduction="none"`` and must return per-sample losses.
     config : TrainingConfig
         Optimiser, schedule, best-along-trajectory and early stopping settings.
     generator : torch.Generator
         Source of randomness for shuffling and augmentation, on the device.
     prefix : callable, optional
-        The frozen part before ``model``; it is run in no-grad mode and cached over the
-        whole data set when there is no ``augment``. Its modules must already be in eval
-        mode with gradients off.
+        The frozen part before ``model``, run under no-grad; cached over the whole data set
+        when there is no ``augment``. Its modules must already be in eval mode.
     augment : callable, optional
         ``augment(batch, generator)`` applied to raw training batches.
-    X_val, y_val : torch.Tensor, optional
-        Validation data (never augmented). When given, the best epoch and early stopping
-        follow the validation score; otherwise they follow the training loss.
-    score_fn : callable or None
+    score_fn : callable or None, default=accuracy_sum
         ``score_fn(output, target)`` returning the summed score of a batch (higher is
-        better); accuracy by default. ``None`` scores by minus the loss.
-    eval_batch_size : int
-        Batch size for cached prefix features and validation passes.
-    desc : str
-        Label for progress output.
+        better). None scores by minus the loss.
+    """
+
+    def __init__(
+        self, model, data, *, loss_fn, config, generator, prefix=None, augment=None,
+        score_fn=accuracy_sum,
+    ):  # fmt: skip
+        self.model = model
+        self.data = data
+        self.loss_fn = loss_fn
+        self.config = config
+        self.generator = generator
+        self.prefix = prefix
+        self.augment = augment
+        self.score_fn = score_fn if score_fn is not None else self._minus_loss_sum
+        self.result = StageResult()
+        self._best_value = None
+        self._best_state = None
+        self._no_improve = 0
+        self._initial_loss = None
+
+    # ----------------------------------------------------------------- the loop
+    def fit(self) -> StageResult:
+        """Run the epochs, keep the best parameters, and return what happened."""
+        self._cache_prefix_features()
+        self.optimizer = make_optimizer(self._trainable(), self.config)
+        bar = _progress_bar(self.config)
+        try:
+            for epoch in range(self.config.max_epochs):
+                record = self.run_epoch(epoch)
+                self.result.history.append(record)
+                self._update_best(record)
+                self._report(record, bar)
+                if self._no_improve >= self.config.n_iter_no_change:
+                    self.result.stopped_early = True
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+        self._restore_best()
+        self._check_not_diverged()
+        self.model.eval()
+        return self.result
+
+    def run_epoch(self, epoch: int) -> dict:
+        """One pass over the training data, then validation; the epoch's record."""
+        start = time.perf_counter()
+        lr = self._set_lr(epoch)
+        self.model.train()
+        device = self.data.X.device
+        loss_sum = torch.zeros((), device=device)
+        score_sum = torch.zeros((), device=device)
+        n = self.data.X.shape[0]
+        for idx in batch_slices(n, self.config.batch_size, self.generator, device):
+            out, yb, loss = self.train_step(idx)
+            with torch.no_grad():
+                loss_sum += loss.detach() * idx.shape[0]
+                score_sum += self.score_fn(out.detach(), yb)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum.item() / n,
+            "train_score": score_sum.item() / n,
+            "valid_score": None,
+            "lr": lr,
+        }
+        self._check_finite(record)
+        if self.data.has_validation:
+            record["valid_score"] = self.validation_score()
+        record["seconds"] = time.perf_counter() - start
+        return record
+
+    def train_step(self, idx: torch.Tensor):
+        """Forward, backward and update on the batch ``idx``: (output, target, loss)."""
+        xb, yb = self._batch(idx)
+        with self.config.autocast(xb.device):
+            out = self.model(xb)
+            loss = self._loss(out, yb, idx)
+        if self._initial_loss is None:
+            self._initial_loss = float(loss.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return out, yb, loss
+
+    def validation_score(self) -> float:
+        """Mean score of the model (eval mode) on the validation data."""
+        self.model.eval()
+        X_val, y_val, size = self.data.X_val, self.data.y_val, self.config.eval_batch_size
+        with torch.no_grad(), self.config.autocast(X_val.device):
+            total = sum(
+                self.score_fn(self.model(X_val[s : s + size]), y_val[s : s + size])
+                for s in range(0, X_val.shape[0], size)
+            )
+        return float(total) / X_val.shape[0]
+
+    # ----------------------------------------------------------------- the steps
+    def _cache_prefix_features(self) -> None:
+        """Without augmentation the prefix's output never changes: compute it once."""
+        if self.prefix is None:
+            return
+        size = self.config.eval_batch_size
+        with self.config.autocast(self.data.X.device):
+            self._apply_prefix(size)
+
+    def _apply_prefix(self, size: int) -> None:
+        # a new StageData: the caller's tensors are left as they were
+        if self.augment is None:
+            self.data = replace(self.data, X=batched_apply(self.prefix, self.data.X, size))
+        if self.data.has_validation:
+            X_val = batched_apply(self.prefix, self.data.X_val, size)
+            self.data = replace(self.data, X_val=X_val)
+
+    def _trainable(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _batch(self, idx: torch.Tensor):
+        xb, yb = self.data.X[idx], self.data.y[idx]
+        if self.augment is not None:
+            with torch.no_grad(), self.config.autocast(xb.device):
+                xb = self.augment(xb, self.generator)
+                if self.prefix is not None:
+                    xb = self.prefix(xb)
+        return xb, yb
+
+    def _loss(self, out, yb, idx):
+        weight = self.data.sample_weight
+        if weight is None:
+            return self.loss_fn(out, yb)
+        wb = weight[idx]
+        # the weighted mean keeps the loss (and so the learning rate) on the usual scale
+        return (self.loss_fn(out, yb, reduction="none") * wb).sum() / wb.sum().clamp_min(1e-12)
+
+    def _minus_loss_sum(self, out, target):
+        return -self.loss_fn(out, target) * out.shape[0]
+
+    def _set_lr(self, epoch: int) -> float:
+        lr = lr_at(epoch, self.config)
+        if self.config.restart_on_decay and epoch and lr != lr_at(epoch - 1, self.config):
+            # the reference code builds a new optimizer at each decay: momentum restarts
+            self.optimizer = make_optimizer(self._trainable(), replace(self.config, lr=lr))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def _check_finite(self, record: dict) -> None:
+        # one host sync per epoch: a step can turn the weights to NaN after a finite loss
+        finite = math.isfinite(record["train_loss"]) and all(
+            bool(torch.isfinite(p).all()) for p in self.model.parameters()
+        )
+        if not finite:
+            raise TrainingDivergedError(
+                f"{self.config.label}: training diverged at epoch {record['epoch']} "
+                f"(loss {record['train_loss']:.4g}, lr {record['lr']:.4g}); the weights are "
+                "no longer finite. Lower lr or check the scale of the input."
+            )
+
+    def _update_best(self, record: dict) -> None:
+        value = record["valid_score"] if self.data.has_validation else -record["train_loss"]
+        best = self._best_value
+        self._no_improve = 0 if best is None or value > best + self.config.tol else (
+            self._no_improve + 1
+        )
+        if best is None or value > best:
+            self._best_value = value
+            self.result.best_epoch = record["epoch"]
+            if self.config.keep_best:
+                # a device-side copy: a host copy would synchronise every epoch
+                self._best_state = {
+                    k: v.detach().clone() for k, v in self.model.state_dict().items()
+                }
+
+    def _restore_best(self) -> None:
+        if self.config.keep_best and self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+        else:
+            self.result.best_epoch = self.result.n_iter
+
+    def _check_not_diverged(self) -> None:
+        """The kept model's outputs are finite and its loss has not exploded.
+
+        The kept weights are those after an epoch's steps, so a finite recorded loss does
+        not vouch for them: the model is run once more, on the first training batch.
+        """
+        if not self.result.history or self._initial_loss is None:
+            return
+        size = self.config.eval_batch_size
+        xb, yb = self.data.X[:size], self.data.y[:size]
+        self.model.eval()
+        with torch.no_grad(), self.config.autocast(xb.device):
+            if self.augment is not None and self.prefix is not None:
+                xb = self.prefix(xb)  # without augmentation, data.X is already the features
+            out = self.model(xb)
+            loss = float(self.loss_fn(out, yb))
+        worst = max([loss] + self.result.loss_curve)
+        limit = _DIVERGENCE_FACTOR * max(self._initial_loss, 1e-3)
+        if not (bool(torch.isfinite(out).all()) and math.isfinite(loss) and worst <= limit):
+            raise TrainingDivergedError(
+                f"{self.config.label}: training diverged: the loss went from "
+                f"{self._initial_loss:.4g} at the first step to {worst:.4g} (lr "
+                f"{self.config.lr:.4g}). Lower lr or check the scale of the input."
+            )
+
+    def _report(self, record: dict, bar) -> None:
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{record['train_loss']:.4f}",
+                train=f"{record['train_score']:.4f}",
+                valid="-" if record["valid_score"] is None else f"{record['valid_score']:.4f}",
+            )
+        elif self.config.verbose:
+            valid = record["valid_score"]
+            print(
+                f"{self.config.label} epoch {record['epoch']}/{self.config.max_epochs}: "
+                f"loss={record['train_loss']:.4f} train={record['train_score']:.4f}"
+                + ("" if valid is None else f" valid={valid:.4f}")
+            )
+
+
+def train_stage(
+    model: nn.Module,
+    data: StageData,
+    *,
+    loss_fn: Callable,
+    config: TrainingConfig,
+    generator: torch.Generator,
+    prefix: BatchFn | None = None,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = accuracy_sum,
+) -> StageResult:
+    """Train ``model`` in place on ``prefix(augment(data.X))`` against ``data.y``.
+
+    See :class:`StageTrainer` for the parameters.
 
     Returns
     -------
@@ -176,122 +444,17 @@ def train_stage(
     Examples
     --------
     >>> import torch
-    >>> from sklearn_greedy._engine import TrainingConfig, train_stage
-    >>> X, y = torch.randn(64, 3), torch.randint(0, 2, (64,))
+    >>> from sklearn_greedy._engine import StageData, TrainingConfig, train_stage
+    >>> data = StageData(torch.randn(64, 3), torch.randint(0, 2, (64,)))
     >>> model = torch.nn.Linear(3, 2)
     >>> config = TrainingConfig(max_epochs=2, batch_size=16, lr=0.1)
-    >>> result = train_stage(model, X, y, loss_fn=torch.nn.functional.cross_entropy,
+    >>> result = train_stage(model, data, loss_fn=torch.nn.functional.cross_entropy,
     ...                      config=config, generator=torch.Generator().manual_seed(0))
-    >>> len(result.history)
-    2
+    >>> result.n_iter, len(result.loss_curve)
+    (2, 2)
     """
-    device = X.device
-    n = X.shape[0]
-    if score_fn is None:
-
-        def score_fn(out, target):
-            return -loss_fn(out, target) * out.shape[0]
-
-    def features(batch: torch.Tensor) -> torch.Tensor:
-        return batch if prefix is None else prefix(batch)
-
-    cache = augment is None
-    if cache and prefix is not None:
-        X = batched_apply(prefix, X, eval_batch_size)
-    has_val = X_val is not None and X_val.shape[0] > 0
-    if has_val and prefix is not None:
-        X_val = batched_apply(prefix, X_val, eval_batch_size)
-
-    optimizer = _make_optimizer([p for p in model.parameters() if p.requires_grad], config)
-    result = StageResult()
-    best_value = None
-    best_state = None
-    no_improve = 0
-    bar = _progress(config, desc)
-    with fast_float32_matmul(device):
-        try:
-            for epoch in range(config.max_epochs):
-                start = time.perf_counter()
-                lr = _lr_at(epoch, config)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                model.train()
-                loss_sum = torch.zeros((), device=device)
-                score_sum = torch.zeros((), device=device)
-                for idx in _batches(n, config.batch_size, generator, device):
-                    xb, yb = X[idx], y[idx]
-                    if not cache:
-                        with torch.no_grad():
-                            xb = features(augment(xb, generator))
-                    out = model(xb)
-                    loss = loss_fn(out, yb)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    with torch.no_grad():
-                        loss_sum += loss.detach() * idx.shape[0]
-                        score_sum += score_fn(out.detach(), yb)
-                record = {
-                    "epoch": epoch + 1,
-                    "train_loss": loss_sum.item() / n,
-                    "train_score": score_sum.item() / n,
-                    "valid_score": None,
-                    "lr": lr,
-                }
-                if not torch.isfinite(torch.tensor(record["train_loss"])):
-                    raise FloatingPointError(
-                        f"{desc}: the training loss became {record['train_loss']} at epoch "
-                        f"{epoch + 1}; lower lr or check the input scale."
-                    )
-                if has_val:
-                    model.eval()
-                    with torch.no_grad():
-                        val_sum = sum(
-                            score_fn(
-                                model(X_val[s : s + eval_batch_size]),
-                                y_val[s : s + eval_batch_size],
-                            )
-                            for s in range(0, X_val.shape[0], eval_batch_size)
-                        )
-                    record["valid_score"] = float(val_sum) / X_val.shape[0]
-                    value = record["valid_score"]
-                else:
-                    value = -record["train_loss"]
-                record["seconds"] = time.perf_counter() - start
-                result.history.append(record)
-
-                if best_value is None or value > best_value + config.tol:
-                    no_improve = 0
-                else:
-                    no_improve += 1
-                if best_value is None or value > best_value:
-                    best_value = value
-                    result.best_epoch = epoch + 1
-                    if config.keep_best:
-                        # a device-side copy: a host copy would synchronise every epoch
-                        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(
-                        loss=f"{record['train_loss']:.4f}",
-                        train=f"{record['train_score']:.4f}",
-                        valid="-" if not has_val else f"{record['valid_score']:.4f}",
-                    )
-                elif config.verbose:
-                    print(
-                        f"{desc} epoch {epoch + 1}/{config.max_epochs}: "
-                        f"loss={record['train_loss']:.4f} train={record['train_score']:.4f}"
-                        + (f" valid={record['valid_score']:.4f}" if has_val else "")
-                    )
-                if no_improve >= config.n_iter_no_change:
-                    result.stopped_early = True
-                    break
-        finally:
-            if bar is not None:
-                bar.close()
-    if config.keep_best and best_state is not None:
-        model.load_state_dict(best_state)
-    else:
-        result.best_epoch = len(result.history)
-    model.eval()
-    return result
+    trainer = StageTrainer(
+        model, data, loss_fn=loss_fn, config=config, generator=generator, prefix=prefix,
+        augment=augment, score_fn=score_fn,
+    )  # fmt: skip
+    return trainer.fit()

@@ -33,6 +33,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._engine import (
+    StageData,
     TrainingConfig,
     accuracy_sum,
     negative_squared_error_sum,
@@ -242,8 +243,9 @@ class _ImplicitBase(BaseEstimator):
             )
         return U_tr, T_tr, U_val, T_val
 
-    def _config(self, n_samples: int) -> TrainingConfig:
+    def _config(self, n_samples: int, label: str) -> TrainingConfig:
         return TrainingConfig(
+            label=label,
             max_epochs=self.max_epochs,
             batch_size=min(self.batch_size, n_samples),
             lr=self.lr,
@@ -543,15 +545,13 @@ class _SequentialBase(_ImplicitBase):
         with torch.no_grad():
             rows = torch.randint(0, F.shape[0], (n_new,), generator=generator, device=device)
             module.hidden.bias.copy_(-(module.hidden.weight * F[rows]).sum(dim=1))
-        config = self._config(F.shape[0])
+        config = self._config(F.shape[0], label=f"block {i + 1}")
+        data = StageData(F, Tt, F_val, T_val_t)
         kwargs = dict(
             loss_fn=self._loss_fn,
             config=config,
             generator=generator,
-            X_val=F_val,
-            y_val=T_val_t,
             score_fn=self._score_fn,
-            desc=f"block {i + 1}",
         )
         history = []
         if self.solver == "alternating":
@@ -561,7 +561,7 @@ class _SequentialBase(_ImplicitBase):
                 # and C_i are fitted to the residual Y - sum_{j<i} C_j X_j
                 for p in module.head_prev.parameters():
                     p.requires_grad_(False)
-                result = train_stage(module, F, Tt, **kwargs)
+                result = train_stage(module, data, **kwargs)
                 for p in module.head_prev.parameters():
                     p.requires_grad_(True)
                 history.extend({**rec, "round": t + 1} for rec in result.history)
@@ -587,9 +587,9 @@ class _SequentialBase(_ImplicitBase):
                 return negative_squared_error_sum(pred, target)
 
             kwargs.update(loss_fn=loss_fn, score_fn=score_fn)
-            history = train_stage(profiled, F, Tt, **kwargs).history
+            history = train_stage(profiled, data, **kwargs).history
         else:
-            history = train_stage(module, F, Tt, **kwargs).history
+            history = train_stage(module, data, **kwargs).history
 
         W = module.hidden.weight.detach().cpu().double().numpy()
         b = module.hidden.bias.detach().cpu().double().numpy()
@@ -943,17 +943,19 @@ class _EndToEndBase(_ImplicitBase):
         def tensor(a):
             return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
 
-        result = train_stage(
-            module,
+        data = StageData(
             tensor(U_tr),
             self._torch_targets(T_tr).to(device),
+            None if U_val is None else tensor(U_val),
+            None if U_val is None else self._torch_targets(T_val).to(device),
+        )
+        result = train_stage(
+            module,
+            data,
             loss_fn=self._loss_fn,
-            config=self._config(U_tr.shape[0]),
+            config=self._config(U_tr.shape[0], label="end-to-end"),
             generator=make_generator(derive_seed(seed, 0, 1), device),
-            X_val=None if U_val is None else tensor(U_val),
-            y_val=None if U_val is None else self._torch_targets(T_val).to(device),
             score_fn=self._score_fn,
-            desc="end-to-end",
         )
         module.project()
         A = module.A.detach().cpu().double().numpy()

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from numbers import Integral, Real
 
 import numpy as np
@@ -24,7 +25,7 @@ from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted
 
 from ._cnn_modules import AuxiliaryClassifier, layer_feature_names
-from ._engine import TrainingConfig, batched_apply, train_stage
+from ._engine import StageData, TrainingConfig, batched_apply, train_stage
 from ._utils import base_seed, derive_seed, inference_device, make_generator, torch_seeded
 from ._validation import encode_classes
 
@@ -279,12 +280,10 @@ def _cnn_probe(H_train, y_train, H_test, y_test, *, p, n_classes, width, config,
         net = AuxiliaryClassifier(H_train.shape[1], n_classes, p + 1, width, batch_norm=True)
     train_stage(
         net,
-        H_train,
-        y_train,
+        StageData(H_train, y_train),
         loss_fn=F.cross_entropy,
-        config=config,
+        config=replace(config, label=f"CNN-{p} probe"),
         generator=make_generator(derive_seed(seed, 2, p), H_train.device),
-        desc=f"CNN-{p} probe",
     )
     logits = batched_apply(net.eval(), H_test, _EVAL_BATCH_SIZE)
     return float((logits.argmax(1) == y_test).float().mean())

@@ -1,4 +1,4 @@
-"""Small helpers shared by every estimator: devices, seeds and tensors."""
+"""Small helpers shared by every estimator: devices, seeds, threads and precision."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ import torch
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """Turn the ``device`` parameter into a :class:`torch.device`.
+    """Turn the ``device`` parameter into a :class:`torch.device` that can train here.
 
-    ``"auto"`` picks CUDA when it is available and the CPU otherwise. An explicit CUDA
-    device on a machine without one is an error rather than a silent fallback, so that a
-    user who asked for the GPU learns that they did not get it.
+    ``"auto"`` picks CUDA when it is available and the CPU otherwise. A device that this
+    machine cannot train on (CUDA without a GPU, ``"mps"`` off Apple silicon, ``"meta"``,
+    which holds no data) is an error rather than a silent fallback, so that a user who
+    asked for the GPU learns that they did not get it.
     """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -24,8 +25,21 @@ def resolve_device(device: str | torch.device) -> torch.device:
         raise ValueError(
             f"device={device!r} is not a valid torch device; use 'auto', 'cpu' or 'cuda'."
         ) from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available.")
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} was requested but CUDA is not available.")
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={device!r} was requested but this machine has "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+    elif resolved.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError(f"device={device!r} was requested but MPS is not available.")
+    elif resolved.type != "cpu":
+        raise ValueError(
+            f"device={device!r} cannot train a model; use 'auto', 'cpu', 'cuda' or 'mps'."
+        )
     return resolved
 
 
@@ -72,27 +86,74 @@ def make_generator(seed: int, device: torch.device) -> torch.Generator:
     return gen
 
 
-def cpu_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A detached CPU copy of a module's state, for snapshots and pickling."""
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+PRECISIONS = ("auto", "float32", "tf32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` is TF32 on CUDA (float32's range, a 10-bit mantissa, several times the
+    speed on Ampere and Hopper GPUs) and float32 elsewhere."""
+    if precision == "auto":
+        return "tf32" if device.type == "cuda" else "float32"
+    return precision
+
+
+def default_threads(n_values: int) -> int:
+    """Torch's CPU threads for a model whose batches hold ``n_values`` numbers per layer.
+
+    Small models run fastest on one thread: each operation is too short to share, and
+    the threads of a busy machine wait on each other (measured in benchmarks/threads.py,
+    see RESULTS.md). Larger ones use every core torch was given.
+    """
+    return 1 if n_values < _SMALL_MODEL_VALUES else torch.get_num_threads()
+
+
+# batch x channels x pixels of a layer's output, below which one CPU thread is fastest
+_SMALL_MODEL_VALUES = 2**20
 
 
 @contextlib.contextmanager
-def fast_float32_matmul(device: torch.device) -> Iterator[None]:
-    """Allow TF32 tensor cores for float32 matmuls and convolutions on CUDA, then restore.
+def torch_runtime(
+    device: torch.device, *, n_threads: int | None, precision: str = "float32",
+    deterministic: bool = False,
+) -> Iterator[None]:  # fmt: skip
+    """Run a fit or a prediction with its own CPU threads, float32 precision and determinism,
+    and put the process's settings back afterwards.
 
-    TF32 keeps float32's range with a 10-bit mantissa; SGD training does not notice, and
-    on Ampere and Hopper GPUs it runs several times faster than full float32.
+    Torch keeps these settings process-wide: an estimator that changes them restores
+    them, so that two estimators with different settings do not leak into each other.
     """
-    if device.type != "cuda":
-        yield
-        return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    saved_threads = torch.get_num_threads()
+    saved_flags = (
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+        torch.backends.cudnn.deterministic,
+        torch.backends.cudnn.benchmark,
+    )
+    saved_deterministic = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    )
     try:
+        if device.type == "cpu" and n_threads is not None:
+            torch.set_num_threads(max(1, int(n_threads)))
+        if device.type == "cuda":
+            tf32 = precision == "tf32"
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+            torch.backends.cudnn.deterministic = deterministic
+            torch.backends.cudnn.benchmark = not deterministic
+        if deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        if torch.get_num_threads() != saved_threads:
+            torch.set_num_threads(saved_threads)
+        (
+            torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32,
+            torch.backends.cudnn.deterministic,
+            torch.backends.cudnn.benchmark,
+        ) = saved_flags
+        torch.use_deterministic_algorithms(saved_deterministic[0], warn_only=saved_deterministic[1])
 
 
 @contextlib.contextmanager

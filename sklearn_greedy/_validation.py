@@ -56,8 +56,12 @@ def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape
     ``image_shape_``). Returns ``(X, y, image_shape)`` when ``y`` is given (None
     included, which is refused as in scikit-learn), ``(X, image_shape)`` otherwise.
     """
-    # at predict time the images must look like the ones seen in fit
-    shape = check_image_shape(image_shape) if reset else tuple(estimator.image_shape_)
+    # at predict time the images must look like the ones seen in fit (``image_shape``
+    # stands in for ``image_shape_`` while fit is still running, for validation data)
+    if reset:
+        shape = check_image_shape(image_shape)
+    else:
+        shape = tuple(image_shape if image_shape is not None else estimator.image_shape_)
     X = as_array_like(X)
     fitting = not (isinstance(y, str) and y == "no_validation")
     if fitting:
@@ -69,6 +73,10 @@ def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape
             ndim = np.asarray(X, dtype=object).ndim
         except ValueError:
             ndim = None
+    if ndim == 3:
+        # (n, H, W): one-channel images, as the MNIST loaders return them
+        X = np.asarray(X)[:, None]
+        ndim = 4
     if ndim == 4:
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
@@ -80,8 +88,8 @@ def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape
         X = X.reshape(X.shape[0], int(np.prod(sample_shape)))
     elif ndim is not None and ndim not in (1, 2):
         raise ValueError(
-            f"X must be 2-D (n_samples, n_features) or 4-D (n_samples, channels, height, "
-            f"width); got a {ndim}-D array."
+            f"X must be 2-D (n_samples, n_features), 3-D (n_samples, height, width) or 4-D "
+            f"(n_samples, channels, height, width); got a {ndim}-D array."
         )
     # uint8 images stay uint8: 4x less memory on the device; the network's stem converts
     keep_uint8 = getattr(X, "dtype", None) == np.uint8
@@ -92,6 +100,12 @@ def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape
         X = validate_data(estimator, X, **kwargs)
     if not keep_uint8:
         X = X.astype(np.float32, copy=False)
+        # validate what the network sees: a float64 value beyond float32's range is inf
+        if not np.isfinite(X).all():
+            raise ValueError(
+                "X has values beyond the float32 range (|x| > 3.4e38) that the network "
+                "computes in; rescale the input."
+            )
     n_features = X.shape[1]
     if shape is None:
         shape = (n_features, 1, 1)
@@ -177,3 +191,94 @@ def check_pool(pool) -> int | None:
             "the full resolution."
         )
     return int(pool)
+
+
+def check_normalize(normalize, n_channels: int) -> tuple[list[float], list[float]]:
+    """The ``normalize`` parameter's fixed (mean, std): one value or one per channel each,
+    finite, std positive."""
+    try:
+        mean, std = normalize
+        mean = np.broadcast_to(np.asarray(mean, dtype=np.float64), (n_channels,))
+        std = np.broadcast_to(np.asarray(std, dtype=np.float64), (n_channels,))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"normalize must be 'data' or a pair (mean, std) of one value or {n_channels} "
+            f"values each (one per channel), got {normalize!r}."
+        ) from None
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ValueError(f"normalize needs finite means and positive stds, got {normalize!r}.")
+    return mean.astype(np.float32).tolist(), std.astype(np.float32).tolist()
+
+
+def check_training_weights(sample_weight, class_weight, X, y_enc, classes):
+    """Per-sample loss weights from ``sample_weight`` and ``class_weight`` (float32), or
+    None when both are None."""
+    from sklearn.utils.class_weight import compute_sample_weight
+    from sklearn.utils.validation import _check_sample_weight
+
+    if sample_weight is None and class_weight is None:
+        return None
+    weights = _check_sample_weight(
+        as_array_like(sample_weight), X, dtype=np.float64, ensure_non_negative=True
+    )
+    if class_weight is not None:
+        if isinstance(class_weight, dict):
+            unknown = set(class_weight) - set(classes.tolist())
+            if unknown:
+                raise ValueError(
+                    f"class_weight names classes {sorted(unknown, key=str)} absent from y."
+                )
+        weights = weights * compute_sample_weight(class_weight, classes[y_enc])
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight sums to zero: no sample would be trained on.")
+    return weights.astype(np.float32)
+
+
+def encode_validation_targets(y_val, classes, *, n_samples: int) -> np.ndarray:
+    """``y_val`` as codes of the training ``classes``; unseen labels are refused."""
+    y_val = np.asarray(as_array_like(y_val))
+    if y_val.ndim != 1 or y_val.shape[0] != n_samples:
+        raise ValueError(
+            f"y_val must be 1-D with one label per row of X_val ({n_samples}), "
+            f"got shape {y_val.shape}."
+        )
+    unseen = np.setdiff1d(y_val, classes)
+    if unseen.size:
+        raise ValueError(f"y_val has labels absent from y: {unseen[:5].tolist()}.")
+    return np.searchsorted(classes, y_val).astype(np.int64)
+
+
+def split_validation(X, y_enc, weights, fraction: float, seed: int):
+    """Hold out ``fraction`` of the data for early stopping, stratified when every class
+    can be split (two samples or more each, room for every class on both sides).
+
+    Returns ``X_train, X_val, y_train, y_val, weights_train``.
+    """
+    import warnings
+
+    from sklearn.model_selection import train_test_split
+
+    n = X.shape[0]
+    n_val = int(np.ceil(fraction * n))
+    n_classes = int(y_enc.max()) + 1 if n else 0
+    if n_val < 1 or n - n_val < 2:
+        raise ValueError(
+            f"early_stopping with validation_fraction={fraction} leaves {n_val} validation "
+            f"and {n - n_val} training samples out of {n}; pass X_val and y_val to fit, "
+            "raise validation_fraction, or set early_stopping=False."
+        )
+    counts = np.bincount(y_enc, minlength=n_classes)
+    stratify = y_enc
+    if counts.min() < 2 or n_val < n_classes or n - n_val < n_classes:
+        warnings.warn(
+            f"early_stopping: the validation split of {n_val} samples cannot hold every one "
+            f"of the {n_classes} classes (smallest class: {counts.min()} samples); it is "
+            "drawn unstratified. Pass X_val and y_val to fit to choose it.",
+            UserWarning,
+            stacklevel=4,
+        )
+        stratify = None
+    arrays = [X, y_enc] + ([] if weights is None else [weights])
+    parts = train_test_split(*arrays, test_size=n_val, stratify=stratify, random_state=seed)
+    X_tr, X_val, y_tr, y_val = parts[:4]
+    return X_tr, X_val, y_tr, y_val, (parts[4] if weights is not None else None)

@@ -47,7 +47,7 @@ def test_stage_throughput_runs_on_cpu(capsys):
          "--repeats", "1", "--device", "cpu"]
     )  # fmt: skip
     out = capsys.readouterr().out
-    for path in ("engine (train_stage)", "plain PyTorch loop", "skorch NeuralNet"):
+    for path in ("engine (estimator, one layer)", "plain PyTorch loop", "skorch NeuralNet"):
         assert path in out
 
 

@@ -361,10 +361,19 @@ def test_non_finite_input_raises(bad, message):
 
 def test_wrong_dimensions_raise():
     X, y = _images()
-    with pytest.raises(ValueError, match="3-D array"):
-        _small().fit(X[:, 0], y)
     with pytest.raises(ValueError, match="5-D array"):
         _small().fit(X[:, None], y)
+    with pytest.raises(ValueError, match="1-D array|Expected 2D"):
+        _small().fit(X[:, 0, 0, 0], y)
+
+
+def test_three_d_images_are_one_channel():
+    """(n, H, W), as load_mnist returns it, is read as one-channel images."""
+    X, y = _images()
+    three_d = _small().fit(X[:, 0], y)
+    four_d = _small().fit(X, y)
+    assert three_d.image_shape_ == (1, 8, 8)
+    np.testing.assert_array_equal(three_d.predict_proba(X[:, 0]), four_d.predict_proba(X))
 
 
 def test_wrong_image_shape_raises():

@@ -11,6 +11,14 @@ def _fast_cnn():
     )
 
 
-@parametrize_with_checks([_fast_cnn()])
+# Stochastic minibatch training: weighting a sample by 2 and repeating it twice shuffle
+# into different batches, so the two fits differ as any two SGD runs do (scikit-learn's
+# SGD-trained estimators fail this check for the same reason).
+EXPECTED_FAILED = {
+    "check_sample_weight_equivalence_on_dense_data": "minibatch SGD: batches differ",
+}
+
+
+@parametrize_with_checks([_fast_cnn()], expected_failed_checks=lambda est: EXPECTED_FAILED)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)

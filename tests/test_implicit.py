@@ -296,10 +296,10 @@ def test_early_stopping_uses_validation_scores():
 def _interrupt_in_block(monkeypatch, block):
     real = implicit_module.train_stage
 
-    def fake(*args, desc, **kwargs):
-        if desc == f"block {block}":
+    def fake(*args, config, **kwargs):
+        if config.label == f"block {block}":
             raise KeyboardInterrupt
-        return real(*args, desc=desc, **kwargs)
+        return real(*args, config=config, **kwargs)
 
     monkeypatch.setattr(implicit_module, "train_stage", fake)
 

@@ -1,0 +1,121 @@
+"""The fitted greedy CNN as one torch module, and what the estimator computes from it.
+
+:class:`LayerwiseNetwork` holds everything a fit learns (input stem, layers, per-layer
+auxiliary heads) and runs them layer by layer; the functions around it build one
+training stage, plan-check a network before any training, and combine the heads' logits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._cnn_modules import AuxiliaryClassifier, GreedyLayer, LayerSpec
+
+
+class LayerwiseNetwork(nn.Module):
+    """Container of everything a fit learns: input stem, layers and per-layer heads."""
+
+    def __init__(self, stem: nn.Module) -> None:
+        super().__init__()
+        self.stem = stem
+        self.layers = nn.ModuleList()
+        self.heads = nn.ModuleList()
+
+    def per_layer(self, x: torch.Tensor, stop: int | None = None):
+        """Yield the representation after each of the first ``stop`` layers."""
+        x = self.stem(x)
+        for layer in self.layers[:stop]:
+            x = layer(x)
+            yield x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation after every trained layer (the next stage's input)."""
+        x = self.stem(x)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def all_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of every layer's auxiliary classifier, shape (n_layers, n, n_classes)."""
+        return torch.stack([head(h) for head, h in zip(self.heads, self.per_layer(x))])
+
+    def head_logits(self, x: torch.Tensor, depth: int) -> torch.Tensor:
+        """Logits of layer ``depth``'s (1-based) auxiliary classifier."""
+        *_, h = self.per_layer(x, depth)
+        return self.heads[depth - 1](h)
+
+
+def build_stage(spec: LayerSpec, n_classes: int, k: int, batch_norm: bool):
+    """Layer ``j`` and its auxiliary classifier, freshly initialised (under the caller's
+    seed)."""
+    layer = GreedyLayer(spec.in_channels, spec.out_channels, spec.downsample, batch_norm)
+    head = AuxiliaryClassifier(spec.out_channels, n_classes, k, spec.aux_width, batch_norm)
+    return layer, head
+
+
+def channel_stats(X: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation, in float64 slices (X may be uint8)."""
+    total = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
+    squares = torch.zeros_like(total)
+    for start in range(0, X.shape[0], batch_size):
+        batch = X[start : start + batch_size].double()
+        total += batch.sum(dim=(0, 2, 3))
+        squares += (batch**2).sum(dim=(0, 2, 3))
+    count = X.shape[0] * X.shape[2] * X.shape[3]
+    mean = total / count
+    std = (squares / count - mean**2).clamp_min(0).sqrt()
+    # constant channels (std 0) are centred but not blown up
+    std = torch.where(std > 1e-6, std, torch.ones_like(std))
+    return mean.float(), std.float()
+
+
+def layer_shapes(model: LayerwiseNetwork, image_shape, device) -> list[tuple[int, int, int]]:
+    """Shape (C, h, w) of one sample after each layer, from a forward pass of one image."""
+    with torch.no_grad():
+        probe = torch.zeros((1, *image_shape), device=device)
+        return [tuple(int(d) for d in h.shape[1:]) for h in model.per_layer(probe)]
+
+
+def ensemble_logits(logits: torch.Tensor) -> torch.Tensor:
+    """The paper's ensemble ``Z = sum_j 2^j z_j / sum_j 2^j`` of per-layer logits
+    (n_layers, n, n_classes): deeper layers, better on their own, weigh more."""
+    weights = 2.0 ** torch.arange(1, logits.shape[0] + 1, dtype=logits.dtype)
+    return torch.einsum("j,jnc->nc", weights / weights.sum(), logits)
+
+
+# A layer's convolution weights beyond this many numbers (8 GiB of float32) cannot be
+# meant: a plan that asks for them is a parameter mistake, refused before training.
+_MAX_LAYER_WEIGHTS = 2**31
+
+
+def check_plan(plan: list[LayerSpec], image_shape, *, input_downsample: bool) -> None:
+    """Refuse a network that cannot be built or run on these images, before training.
+
+    Each downsampling halves the image side (rounding up, since odd sizes are padded);
+    once the image is down to one pixel another one only quadruples the width. The
+    widths double at each downsampling, so a long run of them also asks for more
+    weights than any device holds.
+    """
+    _, h, w = image_shape
+    side = max(h, w)
+    allowed = max(1, math.ceil(math.log2(side))) if side > 1 else 1
+    n_down = sum(spec.downsample is not None for spec in plan) + int(input_downsample)
+    if n_down > allowed:
+        raise ValueError(
+            f"The network downsamples {n_down} times (downsample_at"
+            + (" and input_downsample" if input_downsample else "")
+            + f") but images of {h}x{w} pixels allow at most {allowed}: each downsampling "
+            "halves the image side. Remove positions from downsample_at."
+        )
+    for j, spec in enumerate(plan):
+        conv_in = spec.in_channels * (4 if spec.downsample == "invertible" else 1)
+        n_weights = 9 * conv_in * spec.out_channels
+        if n_weights > _MAX_LAYER_WEIGHTS:
+            raise ValueError(
+                f"Layer {j + 1} would have {spec.out_channels} channels and {n_weights:.3g} "
+                f"convolution weights (width doubles at each downsampling); lower width or "
+                "use fewer downsamplings."
+            )

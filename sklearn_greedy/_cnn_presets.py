@@ -1,0 +1,59 @@
+"""The papers' settings for :class:`~sklearn_greedy.GreedyLayerwiseCNNClassifier`, one call each."""
+
+from __future__ import annotations
+
+# CIFAR-10 per-channel mean and std of the reference code's Normalize, in pixel units
+# (0-255) since the estimator standardises the raw images it is given
+CIFAR10_MEAN = tuple(255 * m for m in (0.4914, 0.4822, 0.4465))
+CIFAR10_STD = tuple(255 * s for s in (0.2023, 0.1994, 0.2010))
+
+
+def cifar10_params(k: int = 1) -> dict:
+    """The paper's CIFAR-10 settings for ``k = 1, 2, 3`` (Sec. 4, 4.3 and reference code).
+
+    SGD with momentum 0.9 and weight decay 5e-4, batch 128, a fixed 50 epochs per layer
+    (no plateau stop, the last epoch's weights kept), lr 0.1 divided by 5 at epochs 15,
+    30 and 45 with the optimizer re-created at each decay, random crop and flip, and the
+    reference code's fixed normalisation constants. ``k=1``: 5 layers of width 256 with
+    downsampling at j=2, 3 and no BatchNorm; ``k=2, 3``: 4 layers of width 128,
+    auxiliary width 128 doubling to 256 at the downsampling at j=2, BatchNorm.
+
+    Parameters
+    ----------
+    k : {1, 2, 3}, default=1
+        Hidden layers of the auxiliary problems.
+
+    Returns
+    -------
+    params : dict
+        Keyword arguments for :class:`GreedyLayerwiseCNNClassifier`.
+
+    Examples
+    --------
+    >>> from sklearn_greedy import GreedyLayerwiseCNNClassifier, cifar10_params
+    >>> clf = GreedyLayerwiseCNNClassifier(**cifar10_params(k=3))
+    >>> clf.n_layers, clf.width, clf.k, clf.max_epochs
+    (4, 128, 3, 50)
+    """
+    if k not in (1, 2, 3):
+        raise ValueError(f"The paper gives CIFAR-10 settings for k in (1, 2, 3), got k={k!r}.")
+    common = dict(
+        k=k,
+        downsample="invertible",
+        input_downsample=False,
+        max_epochs=50,
+        batch_size=128,
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=5e-4,
+        lr_decay=0.2,
+        lr_step=15,
+        augment=True,
+        keep_best=False,
+        n_iter_no_change=50,
+        normalize=(CIFAR10_MEAN, CIFAR10_STD),
+        image_shape=(3, 32, 32),
+    )
+    if k == 1:
+        return dict(common, n_layers=5, width=256, downsample_at=(2, 3), batch_norm=False)
+    return dict(common, n_layers=4, width=128, aux_width=128, downsample_at=(2,), batch_norm=True)
