@@ -21,8 +21,15 @@ from torch import nn
 
 from ._base import GreedyTrainingMixin
 from ._cnn_inference import LayerwiseCNNInference
-from ._cnn_modules import DOWNSAMPLE_KINDS, augment_crop_flip, layer_plan, make_stem
-from ._cnn_network import LayerwiseNetwork, build_stage, channel_stats, check_plan, layer_shapes
+from ._cnn_modules import DOWNSAMPLE_KINDS, layer_plan, make_augment, make_stem
+from ._cnn_network import (
+    LayerwiseNetwork,
+    build_stage,
+    channel_stats,
+    check_plan,
+    check_warm_start,
+    layer_shapes,
+)
 from ._engine import StageData, StageResult, TrainingConfig, batched_apply, train_stage
 from ._utils import (
     PRECISIONS,
@@ -35,6 +42,7 @@ from ._utils import (
     torch_seeded,
 )
 from ._validation import (
+    check_downsample_at,
     check_image_shape,
     check_layer,
     check_min_samples,
@@ -394,7 +402,10 @@ class GreedyLayerwiseCNNClassifier(
         plan = self._checked_plan(image_shape)
         continuing = self.warm_start and "model_" in previous
         if continuing:
-            self._check_warm_start(previous, classes, image_shape, plan)
+            check_warm_start(
+                previous, classes=classes, image_shape=image_shape, plan=plan,
+                architecture=self._architecture(), n_layers=self.n_layers,
+            )  # fmt: skip
             if previous["n_layers_fitted_"] == self.n_layers:
                 warnings.warn(
                     f"warm_start=True with n_layers={self.n_layers} already fitted: nothing "
@@ -408,7 +419,7 @@ class GreedyLayerwiseCNNClassifier(
         seed = base_seed(self.random_state)
         data = self._stage_data(X, y_enc, weights, X_val, y_val, classes, image_shape, device, seed)
         growth = self._start(previous if continuing else None, data, device)
-        stages = _Stages(plan, len(classes), seed, self._augment_fn(image_shape), device)
+        stages = _Stages(plan, len(classes), seed, make_augment(self.augment, image_shape), device)
         widest = max(spec.out_channels for spec in plan) * image_shape[1] * image_shape[2]
         with self._runtime(device, n_values=self.batch_size * widest):
             self._grow(growth, stages, data)
@@ -417,7 +428,7 @@ class GreedyLayerwiseCNNClassifier(
     def _checked_plan(self, image_shape):
         """The network's layer plan, refused before training when it cannot work."""
         check_layer(self.transform_layer, self.n_layers, name="transform_layer")
-        downsample_at = self._downsample_set()
+        downsample_at = check_downsample_at(self.downsample_at, self.n_layers)
         if self._use_batch_norm() and self.batch_size < 2:
             raise ValueError(
                 f"batch_size={self.batch_size} cannot train with BatchNorm (batch_norm="
@@ -431,47 +442,15 @@ class GreedyLayerwiseCNNClassifier(
         check_plan(plan, image_shape, input_downsample=self.input_downsample)
         return plan
 
-    def _check_warm_start(self, previous, classes, image_shape, plan) -> None:
-        """The warm-start contract: what a continued fit may not change."""
-        if not np.array_equal(previous["classes_"], classes):
-            raise ValueError(
-                "warm_start=True needs the classes of the previous fit "
-                f"({previous['classes_'].tolist()}), got {classes.tolist()}."
-            )
-        if tuple(previous["image_shape_"]) != tuple(image_shape):
-            raise ValueError(
-                f"warm_start=True needs images of shape {previous['image_shape_']} as in the "
-                f"previous fit, got {tuple(image_shape)}."
-            )
-        fitted = previous["architecture_"]
-        for name, value in self._architecture().items():
-            if value != fitted[name]:
-                raise ValueError(
-                    f"warm_start=True cannot change {name} (the fitted layers were built with "
-                    f"{name}={fitted[name]!r}, now {value!r}); set warm_start=False to refit."
-                )
-        n_fitted = previous["n_layers_fitted_"]
-        if self.n_layers < n_fitted:
-            raise ValueError(
-                f"n_layers={self.n_layers} must be at least the number of layers already "
-                f"fitted ({n_fitted}) when warm_start=True."
-            )
-        for j, spec in enumerate(previous["layer_specs_"]):
-            new = plan[j]
-            if (new.in_channels, new.out_channels, new.downsample) != (
-                spec.in_channels, spec.out_channels, spec.downsample,
-            ):  # fmt: skip
-                raise ValueError(
-                    f"warm_start=True cannot change fitted layer {j + 1}: downsample_at="
-                    f"{self.downsample_at!r} gives it a different downsampling or width."
-                )
-
     def _stage_data(self, X, y_enc, weights, X_val, y_val, classes, image_shape, device, seed):
         """Training and validation tensors on the device."""
         if X_val is not None or y_val is not None:
             if X_val is None or y_val is None:
                 raise ValueError("X_val and y_val must be given together.")
-            X_val, _ = validate_images(self, X_val, reset=False, image_shape=image_shape)
+            try:
+                X_val, _ = validate_images(self, X_val, reset=False, image_shape=image_shape)
+            except ValueError as exc:
+                raise ValueError(f"X_val does not match X: {exc}") from exc
             y_val = encode_validation_targets(y_val, classes, n_samples=X_val.shape[0])
         elif self.early_stopping:
             X, X_val, y_enc, y_val, weights = split_validation(
@@ -494,7 +473,8 @@ class GreedyLayerwiseCNNClassifier(
             growth.first_new = len(growth.widths)
         else:
             mean, std = self._input_stats(data.X)
-            growth = _Growth(LayerwiseNetwork(make_stem(mean, std, self.input_downsample)))
+            stem = make_stem(mean, std, self.input_downsample, data.X.shape[1:])
+            growth = _Growth(LayerwiseNetwork(stem))
             growth.model.to(device)
         growth.model.eval().requires_grad_(False)
         return growth
@@ -595,47 +575,6 @@ class GreedyLayerwiseCNNClassifier(
         if params["aux_width"] is None:
             params["aux_width"] = self.width
         return params
-
-    def _downsample_set(self) -> set[int]:
-        if isinstance(self.downsample_at, str):  # "auto"
-            return {1} if self.n_layers > 1 else set()
-        try:
-            indices = [int(j) for j in self.downsample_at]
-            valid = all(float(j) == int(j) >= 0 for j in self.downsample_at)
-        except (TypeError, ValueError):
-            valid = False
-        if not valid:
-            raise ValueError(
-                "downsample_at must be a sequence of non-negative integer layer indices, "
-                f"got {self.downsample_at!r}."
-            )
-        beyond = sorted(j for j in indices if j >= self.n_layers)
-        if beyond:
-            raise ValueError(
-                f"downsample_at={tuple(self.downsample_at)!r} names layer indices {beyond} "
-                f"but the network has n_layers={self.n_layers} (indices 0..{self.n_layers - 1})."
-            )
-        return set(indices)
-
-    def _augment_fn(self, image_shape):
-        """The batch augmentation for these images, or None."""
-        c, h, w = image_shape
-        crop, flip = {
-            True: (True, True),
-            False: (False, False),
-            "crop": (True, False),
-            "flip": (False, True),
-            # translations suit any image; mirror images only natural colour ones
-            "auto": (min(h, w) >= 8, c == 3 and min(h, w) >= 16),
-        }[self.augment]
-        if not (crop or flip):
-            return None
-        padding = max(1, min(h, w) // 8) if crop else 0
-
-        def augment(batch, generator):
-            return augment_crop_flip(batch, generator, padding=padding, flip=flip)
-
-        return augment
 
     def _training_config(self, label: str, device: torch.device) -> TrainingConfig:
         return TrainingConfig(

@@ -207,9 +207,28 @@ def layer_feature_names(layer: int, channels: int, height: int, width: int) -> l
     ]
 
 
-def make_stem(mean: torch.Tensor, std: torch.Tensor, input_downsample: bool) -> nn.Sequential:
-    """Standardisation, then the optional invertible downsampling of the input (Fig. 1)."""
-    modules: list[nn.Module] = [ChannelStandardizer(mean, std)]
+class ImageView(nn.Module):
+    """Read flat rows ``(n, C*H*W)`` or one-channel images ``(n, H, W)`` as ``(n, C, H, W)``.
+
+    The estimator accepts these layouts; with this first in the network, so does the
+    network it exports (to skorch or a plain loop), fed the same X.
+    """
+
+    def __init__(self, image_shape) -> None:
+        super().__init__()
+        self.image_shape = tuple(int(s) for s in image_shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x if x.dim() == 4 else x.reshape(x.shape[0], *self.image_shape)
+
+
+def make_stem(
+    mean: torch.Tensor, std: torch.Tensor, input_downsample: bool, image_shape=None
+) -> nn.Sequential:
+    """Input layout (when ``image_shape`` is given), standardisation, then the optional
+    invertible downsampling of the input (Fig. 1)."""
+    modules: list[nn.Module] = [] if image_shape is None else [ImageView(image_shape)]
+    modules.append(ChannelStandardizer(mean, std))
     if input_downsample:
         modules.append(InvertibleDownsample())
     return nn.Sequential(*modules)
@@ -239,6 +258,31 @@ def reset_parameters(module: nn.Module) -> nn.Module:
         if sub is not module and hasattr(sub, "reset_parameters"):
             sub.reset_parameters()
     return module
+
+
+def make_augment(augment, image_shape):
+    """The batch augmentation that the ``augment`` parameter asks for on these images,
+    as ``fn(batch, generator)``, or None.
+
+    The crop pads by an eighth of the image side (4 pixels at 32x32, as in the paper).
+    """
+    c, h, w = image_shape
+    crop, flip = {
+        True: (True, True),
+        False: (False, False),
+        "crop": (True, False),
+        "flip": (False, True),
+        # translations suit any image; mirror images only natural colour ones
+        "auto": (min(h, w) >= 8, c == 3 and min(h, w) >= 16),
+    }[augment]
+    if not (crop or flip):
+        return None
+    padding = max(1, min(h, w) // 8) if crop else 0
+
+    def augment_batch(batch, generator):
+        return augment_crop_flip(batch, generator, padding=padding, flip=flip)
+
+    return augment_batch
 
 
 def augment_crop_flip(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -118,4 +119,46 @@ def check_plan(plan: list[LayerSpec], image_shape, *, input_downsample: bool) ->
                 f"Layer {j + 1} would have {spec.out_channels} channels and {n_weights:.3g} "
                 f"convolution weights (width doubles at each downsampling); lower width or "
                 "use fewer downsamplings."
+            )
+
+
+def check_warm_start(previous: dict, *, classes, image_shape, plan, architecture, n_layers):
+    """The warm-start contract: what a fit continuing ``previous`` may not change.
+
+    The classes, the image shape, the architecture (``architecture``, the parameters that
+    shaped the fitted layers) and the fitted layers' own plan must stay; ``n_layers`` may
+    only grow. Everything else (training settings, device, seed of the new layers) may
+    change.
+    """
+    if not np.array_equal(previous["classes_"], classes):
+        raise ValueError(
+            "warm_start=True needs the classes of the previous fit "
+            f"({previous['classes_'].tolist()}), got {classes.tolist()}."
+        )
+    if tuple(previous["image_shape_"]) != tuple(image_shape):
+        raise ValueError(
+            f"warm_start=True needs images of shape {previous['image_shape_']} as in the "
+            f"previous fit, got {tuple(image_shape)}."
+        )
+    fitted = previous["architecture_"]
+    for name, value in architecture.items():
+        if value != fitted[name]:
+            raise ValueError(
+                f"warm_start=True cannot change {name} (the fitted layers were built with "
+                f"{name}={fitted[name]!r}, now {value!r}); set warm_start=False to refit."
+            )
+    n_fitted = previous["n_layers_fitted_"]
+    if n_layers < n_fitted:
+        raise ValueError(
+            f"n_layers={n_layers} must be at least the number of layers already fitted "
+            f"({n_fitted}) when warm_start=True."
+        )
+    for j, spec in enumerate(previous["layer_specs_"]):
+        new = plan[j]
+        if (new.in_channels, new.out_channels, new.downsample) != (
+            spec.in_channels, spec.out_channels, spec.downsample,
+        ):  # fmt: skip
+            raise ValueError(
+                f"warm_start=True cannot change fitted layer {j + 1}: downsample_at now gives "
+                "it a different downsampling or width."
             )

@@ -29,7 +29,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import torch
+import torch._dynamo  # noqa: F401
 from torch import nn
+
+# Above: torch's optimizers import torch._dynamo (and sympy) lazily, on the first
+# optimizer built. A KeyboardInterrupt landing inside that import leaves sympy half
+# imported and every later fit of the process broken, so it is imported here, with the
+# package, before any fit can be interrupted.
 
 BatchFn = Callable[[torch.Tensor], torch.Tensor]
 

@@ -282,3 +282,32 @@ def split_validation(X, y_enc, weights, fraction: float, seed: int):
     parts = train_test_split(*arrays, test_size=n_val, stratify=stratify, random_state=seed)
     X_tr, X_val, y_tr, y_val = parts[:4]
     return X_tr, X_val, y_tr, y_val, (parts[4] if weights is not None else None)
+
+
+def check_downsample_at(downsample_at, n_layers: int) -> set[int]:
+    """The ``downsample_at`` parameter as a set of 0-based layer indices below ``n_layers``.
+
+    "auto" downsamples at the second layer when there is one.
+
+    >>> sorted(check_downsample_at((1, 3), 4)), check_downsample_at("auto", 1)
+    ([1, 3], set())
+    """
+    if isinstance(downsample_at, str):  # "auto", the only string the constraints admit
+        return {1} if n_layers > 1 else set()
+    try:
+        indices = [int(j) for j in downsample_at]
+        valid = all(float(j) == int(j) >= 0 for j in downsample_at)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            "downsample_at must be a sequence of non-negative integer layer indices, "
+            f"got {downsample_at!r}."
+        )
+    beyond = sorted(j for j in indices if j >= n_layers)
+    if beyond:
+        raise ValueError(
+            f"downsample_at={tuple(downsample_at)!r} names layer indices {beyond} but the "
+            f"network has n_layers={n_layers} (indices 0..{n_layers - 1})."
+        )
+    return set(indices)
