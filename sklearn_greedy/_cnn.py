@@ -232,6 +232,9 @@ class GreedyLayerwiseCNNClassifier(
         training data without augmentation.
     device_ : torch.device
         Device the model was trained on.
+    precision_ : str
+        The arithmetic the layers were trained in ("float32", "tf32" or "bf16"; "auto"
+        resolved for ``device_``).
 
     See Also
     --------
@@ -541,6 +544,7 @@ class GreedyLayerwiseCNNClassifier(
             "classes_": classes,
             "image_shape_": tuple(image_shape),
             "device_": device,
+            "precision_": resolve_precision(self.precision, device),
             "model_": growth.model,
             "history_": [r.history for r in growth.results],
             **self._stage_diagnostics(
