@@ -36,7 +36,16 @@ class InvertibleDownsample(nn.Sequential):
 
     Channels are ordered channel-major (``c * 4 + di * 2 + dj``) as in
     :class:`torch.nn.PixelUnshuffle`; the paper's reference code orders them offset-major,
-    a fixed permutation that matters only when loading its weights.
+    a fixed permutation that matters only when loading its weights. Odd heights and widths
+    are zero-padded at the bottom/right first, so an (n, C, H, W) input becomes
+    (n, 4C, ceil(H/2), ceil(W/2)).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_greedy.nn import InvertibleDownsample
+    >>> InvertibleDownsample()(torch.zeros(2, 3, 5, 5)).shape
+    torch.Size([2, 12, 3, 3])
     """
 
     def __init__(self) -> None:
@@ -48,12 +57,39 @@ class GreedyLayer(nn.Module):
 
     Parameters
     ----------
-    in_channels, out_channels : int
-        Widths before and after the layer.
+    in_channels : int
+        Width (number of channels) of the layer's input.
+    out_channels : int
+        Width of the layer's output.
     downsample : {"invertible", "avg", "max", "strided"} or None
-        The operator ``P_j``; None for the identity.
+        The operator ``P_j``; None for the identity. "invertible" quadruples the channels
+        the convolution sees, "avg" and "max" pool 2x2 (rounding odd sizes up) and
+        "strided" gives the convolution a stride of 2.
     batch_norm : bool
         Whether a BatchNorm follows the convolution.
+
+    Raises
+    ------
+    ValueError
+        If ``downsample`` is not one of the kinds above.
+
+    See Also
+    --------
+    AuxiliaryClassifier : The auxiliary classifier trained on the layer's output.
+    layer_plan : The widths and downsamplings of a whole network.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_greedy.nn import GreedyLayer
+    >>> layer = GreedyLayer(3, 16, downsample="max", batch_norm=True)
+    >>> layer(torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 16, 16, 16])
+
+    A 1x1 "image" (a tabular row) passes through every downsampling:
+
+    >>> GreedyLayer(5, 8, "invertible", batch_norm=False)(torch.zeros(2, 5, 1, 1)).shape
+    torch.Size([2, 8, 1, 1])
     """
 
     def __init__(
@@ -80,12 +116,47 @@ class GreedyLayer(nn.Module):
         self.bn = nn.BatchNorm2d(out_channels) if batch_norm else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply ``P_j``, the convolution, the optional BatchNorm and the ReLU.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, in_channels, H, W)
+            The previous layer's output.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, out_channels, H', W')
+            The layer's output; ``H' = ceil(H / 2)`` (likewise ``W'``) when the layer
+            downsamples, ``H`` otherwise.
+        """
         return F.relu(self.bn(self.conv(self.downsample(x))))
 
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """Shape of one greedy layer and its auxiliary classifier."""
+    """Shape of one greedy layer and its auxiliary classifier.
+
+    Parameters
+    ----------
+    in_channels : int
+        Width of the layer's input.
+    out_channels : int
+        Width of the layer's output.
+    downsample : {"invertible", "avg", "max", "strided"} or None
+        The layer's downsampling operator, None for the identity.
+    aux_width : int
+        Width of the hidden convolutions of the layer's auxiliary classifier.
+
+    See Also
+    --------
+    layer_plan : Builds the specs of a whole network.
+
+    Examples
+    --------
+    >>> from sklearn_greedy.nn import LayerSpec
+    >>> LayerSpec(in_channels=3, out_channels=64, downsample=None, aux_width=64)
+    LayerSpec(in_channels=3, out_channels=64, downsample=None, aux_width=64)
+    """
 
     in_channels: int
     out_channels: int
@@ -108,6 +179,44 @@ def layer_plan(
     doubles the width, and the auxiliary width (M~, ``aux_width``, default ``width``)
     doubles with it; the last auxiliary classifier has ``final_aux_width`` (M~_f) when
     given.
+
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the network's input (after any input downsampling).
+    n_layers : int
+        Number of greedy layers.
+    width : int
+        Width M of the first layer.
+    downsample : {"invertible", "avg", "max", "strided"}
+        Downsampling operator of the layers listed in ``downsample_at``.
+    downsample_at : container of int
+        Indices (0-based) of the layers that begin with a downsampling; anything that
+        supports ``in`` (tuple, set, range...).
+    aux_width : int or None, default=None
+        Auxiliary width M~ at the first layer; None for ``width``.
+    final_aux_width : int or None, default=None
+        Auxiliary width M~_f of the last layer's classifier; None to follow the doubling.
+
+    Returns
+    -------
+    list of LayerSpec
+        One spec per layer, in order; each layer's ``in_channels`` is the previous
+        layer's ``out_channels``.
+
+    See Also
+    --------
+    GreedyLayer : The layer that a spec describes.
+    AuxiliaryClassifier : The auxiliary classifier that ``aux_width`` sizes.
+
+    Examples
+    --------
+    >>> from sklearn_greedy.nn import layer_plan
+    >>> for spec in layer_plan(3, 3, 64, "invertible", downsample_at=(1,)):
+    ...     print(spec.out_channels, spec.downsample, spec.aux_width)
+    64 None 64
+    128 invertible 128
+    128 None 128
     """
     plan, n_down = [], 0
     for j in range(n_layers):
@@ -130,6 +239,32 @@ class AuxiliaryClassifier(nn.Module):
     ``k - 1`` conv 3x3 + [BN] + ReLU layers of width ``width``, then averaging to a 2x2
     grid, [BN], flatten and a linear layer to ``n_classes`` logits. With ``k = 1`` it is a
     linear model on the 2x2-averaged features.
+
+    Parameters
+    ----------
+    in_channels : int
+        Width of the greedy layer's output that the classifier reads.
+    n_classes : int
+        Number of logits.
+    k : int
+        Depth of the auxiliary problem: ``k - 1`` hidden convolutions plus the linear
+        layer; ``k >= 1``.
+    width : int
+        Width M~ of the hidden convolutions (unused when ``k = 1``).
+    batch_norm : bool
+        Whether BatchNorm follows each hidden convolution and the 2x2 averaging.
+
+    See Also
+    --------
+    GreedyLayer : The layer whose output the classifier reads.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_greedy.nn import AuxiliaryClassifier
+    >>> head = AuxiliaryClassifier(16, n_classes=10, k=3, width=32, batch_norm=False)
+    >>> head(torch.zeros(2, 16, 8, 8)).shape
+    torch.Size([2, 10])
     """
 
     def __init__(
@@ -150,6 +285,18 @@ class AuxiliaryClassifier(nn.Module):
         self.linear = nn.Linear(4 * channels, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map a layer's output to class logits.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, in_channels, H, W)
+            The greedy layer's output.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, n_classes)
+            The logits.
+        """
         x = self.pool(self.hidden(x)).flatten(1)
         return self.linear(self.bn(x))
 
@@ -159,6 +306,21 @@ class ChannelStandardizer(nn.Module):
 
     Buffers, not parameters: it is part of the network (so an exported network takes the
     same raw input as the estimator) but never trained.
+
+    Parameters
+    ----------
+    mean : torch.Tensor of shape (C,)
+        Per-channel mean (copied).
+    std : torch.Tensor of shape (C,)
+        Per-channel standard deviation (copied); must be non-zero.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_greedy.nn import ChannelStandardizer
+    >>> standardize = ChannelStandardizer(torch.tensor([1.0, 0.0]), torch.tensor([2.0, 0.5]))
+    >>> standardize(torch.ones(1, 2, 1, 1)).flatten().tolist()
+    [0.0, 2.0]
     """
 
     def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
@@ -167,6 +329,18 @@ class ChannelStandardizer(nn.Module):
         self.register_buffer("std", std.reshape(1, -1, 1, 1).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Standardise each channel.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, C, H, W)
+            Raw images, of any numeric dtype.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, C, H, W)
+            ``(x - mean) / std`` as floats.
+        """
         return (x.float() - self.mean) / self.std
 
 
@@ -175,6 +349,36 @@ class GreedyCNN(nn.Module):
 
     This is what :meth:`GreedyLayerwiseCNNClassifier.to_torch` hands over for end-to-end
     fine-tuning: ``forward`` maps raw images (n, C, H, W) to logits.
+
+    Parameters
+    ----------
+    stem : torch.nn.Module
+        Input preparation applied before the first layer (in an exported network:
+        layout, :class:`ChannelStandardizer` and the optional input
+        :class:`InvertibleDownsample`).
+    layers : list of torch.nn.Module
+        The greedy layers, in order (kept as a :class:`torch.nn.ModuleList`).
+    head : torch.nn.Module
+        Classifier on the last layer's output (the last auxiliary classifier).
+
+    See Also
+    --------
+    GreedyLayer : The layers.
+    AuxiliaryClassifier : The head.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sklearn_greedy.nn import AuxiliaryClassifier, GreedyCNN, GreedyLayer
+    >>> layers = [GreedyLayer(3, 8, None, False), GreedyLayer(8, 16, "avg", False)]
+    >>> head = AuxiliaryClassifier(16, n_classes=10, k=1, width=16, batch_norm=False)
+    >>> net = GreedyCNN(nn.Identity(), layers, head)
+    >>> x = torch.zeros(2, 3, 32, 32)
+    >>> net(x).shape
+    torch.Size([2, 10])
+    >>> net.features(x, depth=1).shape
+    torch.Size([2, 8, 32, 32])
     """
 
     def __init__(self, stem: nn.Module, layers: list[nn.Module], head: nn.Module) -> None:
@@ -184,13 +388,39 @@ class GreedyCNN(nn.Module):
         self.head = head
 
     def features(self, x: torch.Tensor, depth: int | None = None) -> torch.Tensor:
-        """The representation after ``depth`` layers (all by default)."""
+        """The representation after ``depth`` layers (all by default).
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, C, H, W)
+            Raw input, as ``forward`` takes it.
+        depth : int or None, default=None
+            Number of layers to apply after the stem (``0`` gives the stem's output);
+            None for all of them.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, C', H', W')
+            The output of the first ``depth`` layers.
+        """
         x = self.stem(x)
         for layer in self.layers[:depth]:
             x = layer(x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map raw images to the head's logits.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, C, H, W)
+            Raw input.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, n_classes)
+            The logits.
+        """
         return self.head(self.features(x))
 
 
@@ -239,6 +469,31 @@ class TrainTimeAugment(nn.Module):
 
     Puts the estimator's augmentation in front of a network trained by another loop
     (skorch, a plain PyTorch loop), so that baselines see the same data distribution.
+    In eval mode it returns its input unchanged.
+
+    Parameters
+    ----------
+    padding : int, default=4
+        Zero padding of the random crop, in pixels; 0 disables the crop.
+    flip : bool, default=True
+        Whether to flip half of the images horizontally.
+
+    See Also
+    --------
+    augment_crop_flip : The augmentation as a function.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sklearn_greedy.nn import TrainTimeAugment
+    >>> net = nn.Sequential(TrainTimeAugment(padding=4), nn.Conv2d(3, 8, 3, padding=1))
+    >>> x = torch.zeros(2, 3, 32, 32)
+    >>> net.train()(x).shape
+    torch.Size([2, 8, 32, 32])
+    >>> augment = net[0]
+    >>> augment.eval()(x) is x
+    True
     """
 
     def __init__(self, padding: int = 4, flip: bool = True) -> None:
@@ -247,13 +502,51 @@ class TrainTimeAugment(nn.Module):
         self.flip = flip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Augment the batch in training mode; return it unchanged otherwise.
+
+        Parameters
+        ----------
+        x : torch.Tensor of shape (n, C, H, W)
+            A batch of images.
+
+        Returns
+        -------
+        torch.Tensor of shape (n, C, H, W)
+            The augmented batch (training mode) or ``x`` itself (eval mode).
+        """
         if not self.training:
             return x
         return augment_crop_flip(x, None, padding=self.padding, flip=self.flip)
 
 
 def reset_parameters(module: nn.Module) -> nn.Module:
-    """Re-initialise every submodule that can be (convolutions, linear layers, BatchNorm)."""
+    """Re-initialise every submodule that can be (convolutions, linear layers, BatchNorm).
+
+    Uses each submodule's own ``reset_parameters``, hence torch's default initialisation;
+    seed torch's global generator first for a reproducible draw.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network, modified in place (its own ``reset_parameters``, if any, is not
+        called).
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module`` itself.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_greedy.nn import GreedyLayer, reset_parameters
+    >>> layer = GreedyLayer(3, 8, None, batch_norm=True)
+    >>> before = layer.conv.weight.detach().clone()
+    >>> reset_parameters(layer) is layer
+    True
+    >>> torch.equal(before, layer.conv.weight)
+    False
+    """
     for sub in module.modules():
         if sub is not module and hasattr(sub, "reset_parameters"):
             sub.reset_parameters()
@@ -292,6 +585,38 @@ def augment_crop_flip(
 
     Everything happens in batch tensor operations on the batch's device, so augmentation
     costs no host round trip. ``padding=0`` disables the crop and ``flip=False`` the flip.
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (n, C, H, W)
+        A batch of images.
+    generator : torch.Generator or None
+        Source of randomness, on the batch's device; None for torch's global generator.
+    padding : int, default=4
+        Zero padding on each side before cropping back to (H, W): each image is shifted
+        by up to ``padding`` pixels in each direction.
+    flip : bool, default=True
+        Whether to mirror each image left-right with probability 1/2.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, C, H, W)
+        The augmented batch; ``x`` itself is never modified (and is returned as is
+        when both ``padding=0`` and ``flip=False``).
+
+    See Also
+    --------
+    TrainTimeAugment : The same augmentation as a layer.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_greedy.nn import augment_crop_flip
+    >>> x = torch.arange(4.0).reshape(1, 1, 1, 4)
+    >>> augment_crop_flip(x, torch.Generator().manual_seed(0), padding=4).shape
+    torch.Size([1, 1, 1, 4])
+    >>> augment_crop_flip(x, None, padding=0, flip=False).tolist()
+    [[[[0.0, 1.0, 2.0, 3.0]]]]
     """
     n, _, h, w = x.shape
     device = x.device

@@ -132,3 +132,16 @@ def test_each_stage_trains_on_the_frozen_prefix_output(monkeypatch, augment):
     with torch.no_grad():
         torch.testing.assert_close(seen[0][0], clf.model_.stem(x))
         torch.testing.assert_close(seen[1][0], clf.model_.layers[0](clf.model_.stem(x)))
+
+
+def test_a_layer_is_the_same_whatever_trains_after_it():
+    """Layer 1 (weights and BatchNorm statistics) of a 2-layer fit equals the 1-layer fit
+    with the same seed: training layer 2 neither updates nor re-normalises it, and every
+    fitted module is left frozen in eval mode."""
+    X, y = _images()
+    one = _small(n_layers=1, k=2, augment=True).fit(X, y)
+    two = _small(n_layers=2, k=2, augment=True).fit(X, y)
+    for key, value in two.model_.layers[0].state_dict().items():
+        torch.testing.assert_close(value, one.model_.layers[0].state_dict()[key], msg=key)
+    assert not any(m.training for m in two.model_.modules())
+    assert not any(p.requires_grad for p in two.model_.parameters())
