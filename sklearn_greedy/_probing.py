@@ -5,6 +5,13 @@
   (wrapped in :class:`sklearn.frozen.FrozenEstimator`) feeds a Pipeline and a grid search
   over the layer never refits the network;
 - :func:`separability_scores`: linear and CNN-p separability of each layer (Fig. 3).
+
+Layers follow the package's one convention everywhere: numbered from 1 like the paper's
+``x_j``, a negative index counts from the end (-1 is the last layer), None is the last.
+
+Only public methods and fitted ``*_`` attributes of the probed estimators are used:
+``layer_outputs``/``layer_output_shape`` of a CNN, ``transform`` with ``transform_blocks``
+of an implicit model.
 """
 
 from __future__ import annotations
@@ -21,13 +28,14 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils._param_validation import HasMethods, Interval
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils import get_tags
+from sklearn.utils._param_validation import HasMethods, Interval, validate_params
+from sklearn.utils.validation import _num_samples, check_is_fitted
 
 from ._cnn_modules import AuxiliaryClassifier, layer_feature_names
 from ._engine import StageData, TrainingConfig, batched_apply, train_stage
 from ._utils import base_seed, derive_seed, inference_device, make_generator, torch_seeded
-from ._validation import encode_classes
+from ._validation import POSITIVE_INT, IntInterval, check_layer, check_pool, encode_classes
 
 _EVAL_BATCH_SIZE = 1024
 PROBES = ("linear", "cnn1", "cnn2")
@@ -45,8 +53,10 @@ def _unwrap(estimator):
 
 
 def _is_cnn(estimator) -> bool:
-    """Whether the (fitted) estimator is a layerwise CNN: its model runs layer by layer."""
-    return hasattr(getattr(estimator, "model_", None), "per_layer")
+    """Whether the estimator is a layerwise CNN: it exposes its layers' outputs."""
+    return callable(getattr(estimator, "layer_outputs", None)) and callable(
+        getattr(estimator, "layer_output_shape", None)
+    )
 
 
 def _is_implicit(estimator) -> bool:
@@ -67,16 +77,10 @@ def n_probe_layers(estimator) -> int:
     )
 
 
-def _check_layer(estimator, layer) -> int:
-    """``layer`` (1-based, None for the last) checked against the fitted depth."""
-    n_layers = n_probe_layers(estimator)
-    if layer is None:
-        return n_layers
-    if not 1 <= layer <= n_layers:
-        raise ValueError(f"layer={layer} is out of range: the estimator has {n_layers} layers.")
-    return int(layer)
-
-
+@validate_params(
+    {"estimator": [HasMethods(["fit"])], "X": ["array-like"]},
+    prefer_skip_nested_validation=True,
+)
 def layer_features(estimator, X, layer: int | None = None, pool: int | None = 2) -> np.ndarray:
     """The representation of ``X`` after layer ``layer`` of a fitted network.
 
@@ -88,16 +92,26 @@ def layer_features(estimator, X, layer: int | None = None, pool: int | None = 2)
     X : array-like of shape (n_samples, C, H, W) or (n_samples, n_features)
         Input, validated as the estimator validates it at predict time.
     layer : int or None, default=None
-        Layer ``j`` (1-based, the paper's ``x_j``); None for the last. For an implicit
-        model, the number of blocks whose states are returned (``transform_blocks``).
+        The layer, in the package's layer convention: 1-based like the paper's ``x_j``,
+        negative counts from the end (-1 is the last), None for the last. For an implicit
+        model, blocks play the layers: the states of blocks 1..``layer`` are returned.
     pool : int or None, default=2
         Average each channel to a ``pool`` x ``pool`` grid (2 in the paper's probes);
-        None keeps the full spatial resolution. Ignored for implicit models.
+        None keeps the full spatial resolution. Ignored for implicit models, but
+        checked all the same.
 
     Returns
     -------
     features : ndarray of shape (n_samples, n_features_out), float32
         Channel-major flattened features (channel, row, column).
+
+    Raises
+    ------
+    TypeError
+        If the estimator cannot be probed, or ``layer`` or ``pool`` is not an int (or
+        None).
+    ValueError
+        If ``layer`` is 0 or out of range, or ``pool`` < 1.
 
     Examples
     --------
@@ -107,11 +121,12 @@ def layer_features(estimator, X, layer: int | None = None, pool: int | None = 2)
     >>> X, y = rng.rand(40, 1, 8, 8), np.arange(40) % 2
     >>> cnn = GreedyLayerwiseCNNClassifier(n_layers=2, width=4, max_epochs=1,
     ...                                    random_state=0).fit(X, y)
-    >>> layer_features(cnn, X, layer=1).shape, layer_features(cnn, X, 2, pool=None).shape
+    >>> layer_features(cnn, X, layer=1).shape, layer_features(cnn, X, -1, pool=None).shape
     ((40, 16), (40, 128))
     """
     estimator = _unwrap(estimator)
-    layer = _check_layer(estimator, layer)
+    layer = check_layer(layer, n_probe_layers(estimator), name="layer")
+    pool = check_pool(pool)
     if _is_cnn(estimator):
         features = estimator.layer_outputs(X, layer, pool=pool)[layer]
         return features.reshape(features.shape[0], -1)
@@ -128,8 +143,8 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
     Wrap a network fitted once in :class:`sklearn.frozen.FrozenEstimator` to use it in
     pipelines and grid searches without refitting it: ``FrozenEstimator`` is not cloned
     and its ``fit`` does nothing, so a search over ``layer`` or ``pool`` only reruns the
-    cheap forward pass. An unfitted estimator is cloned and fitted in :meth:`fit`, as in
-    any meta-estimator.
+    cheap forward pass. Any other estimator, fitted or not, is cloned and the clone is
+    fitted in :meth:`fit`, as in every scikit-learn meta-estimator.
 
     Parameters
     ----------
@@ -137,10 +152,11 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
         A :class:`~sklearn_greedy.GreedyLayerwiseCNNClassifier` or a sequential implicit
         model (:class:`~sklearn_greedy.SequentialImplicitClassifier`,
         :class:`~sklearn_greedy.SequentialImplicitRegressor`), fitted inside a
-        ``FrozenEstimator`` or unfitted.
+        ``FrozenEstimator``, or to be fitted.
     layer : int or None, default=None
-        Layer ``j`` (1-based) whose output is returned; None for the last. For implicit
-        models, the number of blocks whose states are returned.
+        The layer whose output is returned, in the package's layer convention: 1-based
+        like the paper's ``x_j``, negative counts from the end (-1 is the last), None for
+        the last. For implicit models, blocks play the layers.
     pool : int or None, default=2
         Average each channel to a ``pool`` x ``pool`` grid (the paper's 2x2); None keeps
         the full spatial resolution. Ignored for implicit models.
@@ -150,12 +166,14 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
     estimator_ : estimator
         The fitted network (the ``FrozenEstimator`` itself when one was given).
     layer_ : int
-        The layer actually used (``layer`` with None resolved).
+        The layer actually used: ``layer`` resolved to its 1-based number.
     feature_shape_ : tuple of int
         Shape of the output of one sample before flattening: (C, pool, pool) or
         (C, H, W) for a CNN, (n_states_used,) for an implicit model.
     n_features_in_ : int
         Number of input features seen by the network.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the input features, when the network saw them.
 
     See Also
     --------
@@ -181,8 +199,12 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
 
     _parameter_constraints: dict = {
         "estimator": [HasMethods(["fit", "transform"])],
-        "layer": [Interval(Integral, 1, None, closed="left"), None],
-        "pool": [Interval(Integral, 1, None, closed="left"), None],
+        "layer": [
+            IntInterval(None, -1, closed="right"),
+            IntInterval(1, None, closed="left"),
+            None,
+        ],
+        "pool": [POSITIVE_INT, None],
     }
 
     def __init__(self, estimator, layer=None, pool=2):
@@ -204,15 +226,17 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : LayerFeatures
+            The fitted transformer.
         """
         # clone(FrozenEstimator) is the FrozenEstimator itself and its fit is a no-op
-        self.estimator_ = clone(self.estimator).fit(X, y)
-        inner = _unwrap(self.estimator_)
-        self.layer_ = _check_layer(inner, self.layer)
+        estimator = clone(self.estimator).fit(X, y)
+        inner = _unwrap(estimator)
+        layer = check_layer(self.layer, n_probe_layers(inner), name="layer")
         if _is_cnn(inner):
-            self.feature_shape_ = inner.layer_output_shape(self.layer_, pool=self.pool)
+            feature_shape = inner.layer_output_shape(layer, pool=self.pool)
         else:
-            self.feature_shape_ = (int(sum(inner.block_sizes_[: self.layer_])),)
+            feature_shape = (int(sum(inner.block_sizes_[:layer])),)
+        self.estimator_, self.layer_, self.feature_shape_ = estimator, layer, feature_shape
         self.n_features_in_ = inner.n_features_in_
         if hasattr(inner, "feature_names_in_"):
             self.feature_names_in_ = inner.feature_names_in_
@@ -229,6 +253,7 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
         Returns
         -------
         features : ndarray of shape (n_samples, prod(feature_shape_)), float32
+            The flattened representation.
         """
         check_is_fitted(self)
         return layer_features(self.estimator_, X, self.layer_, self.pool)
@@ -247,6 +272,7 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
         Returns
         -------
         feature_names_out : ndarray of str objects
+            One name per output feature.
         """
         check_is_fitted(self)
         j = self.layer_
@@ -260,6 +286,8 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float32"]
         tags.requires_fit = True
+        # the network it fits decides whether y is needed (a classifier's is)
+        tags.target_tags.required = get_tags(self.estimator).target_tags.required
         return tags
 
 
@@ -289,6 +317,79 @@ def _cnn_probe(H_train, y_train, H_test, y_test, *, p, n_classes, width, config,
     return float((logits.argmax(1) == y_test).float().mean())
 
 
+def _check_probes(probes) -> dict[str, int | None]:
+    """``probes`` as ``{name: p}`` (p None for the linear probe), in the order given."""
+    names = (probes,) if isinstance(probes, str) else tuple(probes)
+    if not names:
+        raise ValueError("probes is empty; give 'linear', 'cnn<p>' or a sequence of them.")
+    parsed: dict[str, int | None] = {}
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"probes must hold probe names (str), got {name!r}.")
+        digits = name[3:]
+        if name == "linear":
+            p = None
+        elif name.startswith("cnn") and digits.isdigit() and int(digits) >= 1:
+            p = int(digits)
+        else:
+            raise ValueError(f"Unknown probe {name!r}; use 'linear' or 'cnn<p>' with p >= 1.")
+        if name in parsed:
+            raise ValueError(f"probes names {name!r} twice; each probe is run once.")
+        parsed[name] = p
+    return parsed
+
+
+def _check_layers(layers, n_layers: int) -> list[int]:
+    """``layers`` resolved by the layer convention; duplicates (after resolution) refused."""
+    if layers is None:
+        return list(range(1, n_layers + 1))
+    given = [layers] if isinstance(layers, Integral) else list(layers)
+    if not given:
+        raise ValueError("layers is empty; give at least one layer, or None for all.")
+    resolved = [check_layer(j, n_layers, name="layers") for j in given]
+    if len(set(resolved)) < len(resolved):
+        raise ValueError(
+            f"layers={given!r} names a layer more than once (resolved: {resolved}, with "
+            f"{n_layers} layers); each layer is probed once."
+        )
+    return resolved
+
+
+def _check_probe_data(X_train, y_train, X_test, y_test):
+    """Class codes of ``y_train`` and ``y_test``; sizes and classes checked."""
+    for X_name, X, y_name, y in (("X_train", X_train, "y_train", y_train),
+                                 ("X_test", X_test, "y_test", y_test)):  # fmt: skip
+        if _num_samples(X) != _num_samples(y):
+            raise ValueError(
+                f"{X_name} has {_num_samples(X)} samples but {y_name} has {_num_samples(y)}."
+            )
+    classes, y_train_enc = encode_classes(np.asarray(y_train))
+    unseen = np.setdiff1d(np.asarray(y_test), classes)
+    if unseen.size:
+        raise ValueError(f"y_test has classes absent from y_train: {unseen[:5].tolist()}.")
+    return classes, y_train_enc, np.searchsorted(classes, np.asarray(y_test))
+
+
+@validate_params(
+    {
+        "estimator": [HasMethods(["fit"])],
+        "X_train": ["array-like"],
+        "y_train": ["array-like"],
+        "X_test": ["array-like"],
+        "y_test": ["array-like"],
+        "probes": [str, list, tuple],
+        "layers": [list, tuple, range, np.ndarray, Integral, None],
+        "C": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [POSITIVE_INT],
+        "probe_width": [POSITIVE_INT, None],
+        "max_epochs": [POSITIVE_INT],
+        "batch_size": [POSITIVE_INT],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def separability_scores(
     estimator,
     X_train,
@@ -324,29 +425,31 @@ def separability_scores(
     ----------
     estimator : estimator
         A fitted :class:`~sklearn_greedy.GreedyLayerwiseCNNClassifier`, optionally in a
-        :class:`~sklearn.frozen.FrozenEstimator`. A fitted sequential implicit classifier
-        is accepted for the ``"linear"`` probe (its blocks play the layers).
+        :class:`~sklearn.frozen.FrozenEstimator`. A fitted sequential implicit model is
+        accepted for the ``"linear"`` probe (its blocks play the layers).
     X_train, y_train : array-like
-        Data to train the probes on.
+        Data to train the probes on; ``y_train`` holds class labels.
     X_test, y_test : array-like
-        Data to score the probes on.
-    probes : sequence of str, default=("linear", "cnn1", "cnn2")
-        Which probes to run.
-    layers : sequence of int or None, default=None
-        Layers (1-based) to probe; None for all fitted layers.
+        Data to score the probes on; ``y_test`` holds classes seen in ``y_train``.
+    probes : str or sequence of str, default=("linear", "cnn1", "cnn2")
+        The probe, or the probes, to run, each at most once.
+    layers : int, sequence of int or None, default=None
+        Layers to probe, in the package's layer convention: 1-based like the paper's
+        ``x_j``, negative counts from the end (-1 is the last); each at most once. None
+        probes every fitted layer.
     C : float, default=1.0
-        Inverse regularisation strength of the linear probe.
+        Inverse regularisation strength of the linear probe (> 0).
     max_iter : int, default=1000
-        Iterations of the linear probe's solver.
+        Iterations of the linear probe's solver (>= 1).
     probe_width : int or None, default=None
         Width of the CNN probes' hidden convolutions; None uses the probed layer's width
         (the paper uses 256).
     max_epochs : int, default=15
-        Training epochs of the CNN probes.
+        Training epochs of the CNN probes (>= 1).
     batch_size : int, default=64
-        Minibatch size of the CNN probes.
+        Minibatch size of the CNN probes (>= 1).
     lr : float, default=1e-3
-        Adam learning rate of the CNN probes.
+        Adam learning rate of the CNN probes (> 0).
     random_state : int, RandomState instance or None, default=None
         Seeds the CNN probes' initialisation and shuffling.
     verbose : int, default=0
@@ -355,8 +458,19 @@ def separability_scores(
     Returns
     -------
     scores : dict of ndarray
-        ``"layer"`` (the probed layers) and one array of test accuracies per probe, all
-        of shape (n_layers,), like ``cv_results_``.
+        ``"layer"`` (the probed layers, as 1-based numbers, in the order given) and one
+        array of test accuracies per probe, all of shape (n_layers,), like
+        ``cv_results_``.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type (``layers=[1.7]``, ``probes=[1]``...) or the
+        estimator cannot be probed.
+    ValueError
+        If an argument is out of range (``layers=[0]``, ``batch_size=0``, ``lr=-1``...),
+        a layer or probe is given twice, a probe is unknown, the data sizes disagree, or
+        ``y_test`` has classes absent from ``y_train``.
 
     Examples
     --------
@@ -370,36 +484,23 @@ def separability_scores(
     ...                              max_epochs=1, random_state=0)
     >>> sorted(scores), scores["layer"]
     (['cnn1', 'cnn2', 'layer', 'linear'], array([1, 2]))
+    >>> separability_scores(cnn, X[:40], y[:40], X[40:], y[40:], probes="linear",
+    ...                     layers=-1)["layer"]
+    array([2])
     """
     estimator = _unwrap(estimator)
-    n_layers = n_probe_layers(estimator)
-    layers = list(range(1, n_layers + 1)) if layers is None else [int(j) for j in layers]
-    for j in layers:
-        _check_layer(estimator, j)
-    probes = tuple(probes)
-    cnn_ps = {}
-    for name in probes:
-        digits = name[3:]
-        if name == "linear":
-            continue
-        if not (name.startswith("cnn") and digits.isdigit() and int(digits) >= 1):
-            raise ValueError(f"Unknown probe {name!r}; use 'linear' or 'cnn<p>' with p >= 1.")
-        cnn_ps[name] = int(digits)
+    layers = _check_layers(layers, n_probe_layers(estimator))
+    probes = _check_probes(probes)
+    cnn_ps = {name: p for name, p in probes.items() if p is not None}
     if cnn_ps and not _is_cnn(estimator):
         raise ValueError(
             f"The CNN-p probes need a convolutional network; {type(estimator).__name__} "
-            "supports probes=('linear',)."
+            "supports probes='linear'."
         )
-    if not (isinstance(C, Real) and C > 0):
-        raise ValueError(f"C must be a positive number, got {C!r}.")
+    classes, y_train_enc, y_test_enc = _check_probe_data(X_train, y_train, X_test, y_test)
 
     results: dict[str, list] = {"layer": layers, **{name: [] for name in probes}}
     if _is_cnn(estimator):
-        classes, y_train_enc = encode_classes(np.asarray(y_train))
-        unseen = np.setdiff1d(np.asarray(y_test), classes)
-        if unseen.size:
-            raise ValueError(f"y_test has classes absent from y_train: {unseen[:5].tolist()}.")
-        y_test_enc = np.searchsorted(classes, np.asarray(y_test))
         device = inference_device(estimator.device_)
         seed = base_seed(random_state)
         config = TrainingConfig(

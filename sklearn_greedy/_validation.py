@@ -8,10 +8,12 @@ torch traceback from deep inside a layer.
 from __future__ import annotations
 
 import numbers
+from numbers import Integral
 
 import numpy as np
 import torch
 from sklearn.preprocessing import LabelEncoder
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import validate_data
 
@@ -311,3 +313,25 @@ def check_downsample_at(downsample_at, n_layers: int) -> set[int]:
             f"network has n_layers={n_layers} (indices 0..{n_layers - 1})."
         )
     return set(indices)
+
+
+class IntInterval(Interval):
+    """An interval of ints that refuses bools.
+
+    scikit-learn's ``Interval(Integral, ...)`` admits ``True`` as 1, so a flag passed
+    where a count belongs (``n_per_class=True``) would run as a count of one.
+
+    >>> IntInterval(1, None, closed="left").is_satisfied_by(True)
+    False
+    >>> str(IntInterval(1, None, closed="left"))
+    'an int in the range [1, inf)'
+    """
+
+    def __init__(self, left, right, *, closed):
+        super().__init__(Integral, left, right, closed=closed)
+
+    def is_satisfied_by(self, val):
+        return not isinstance(val, bool) and super().is_satisfied_by(val)
+
+
+POSITIVE_INT = IntInterval(1, None, closed="left")

@@ -1,6 +1,8 @@
 """CIFAR-10 loaders, on tiny files written in each layout."""
 
+import io
 import pickle
+import struct
 import tarfile
 
 import numpy as np
@@ -36,6 +38,7 @@ def test_python_batches(tmp_path):
         assert X.dtype == np.uint8 and X.shape == expected[kind][0].shape
         np.testing.assert_array_equal(X, expected[kind][0])
         np.testing.assert_array_equal(y, expected[kind][1])
+        assert y.dtype == np.int64
 
 
 def test_python_batches_in_subfolder_and_subset(tmp_path):
@@ -45,6 +48,57 @@ def test_python_batches_in_subfolder_and_subset(tmp_path):
     X, y = load_cifar10(tmp_path, "train", max_per_class=2)
     assert np.all(np.bincount(y) <= 2)
     assert X.shape[0] == y.shape[0] == np.bincount(expected["train"][1]).clip(max=2).sum()
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes what Python 2's cPickle wrote for the official batches: protocol 2, byte
+    strings as BINSTRING, numpy globals under ``numpy.core``."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_bytes(self, obj):
+        if len(obj) < 256:
+            self.write(pickle.SHORT_BINSTRING + bytes([len(obj)]) + obj)
+        else:
+            self.write(pickle.BINSTRING + struct.pack("<i", len(obj)) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_bytes
+
+    def save_global(self, obj, name=None):
+        module = obj.__module__.replace("numpy._core", "numpy.core")
+        self.write(pickle.GLOBAL + f"{module}\n{obj.__qualname__}\n".encode())
+        self.memoize(obj)
+
+
+def test_official_python2_batch_format(tmp_path):
+    rng = np.random.RandomState(0)
+    data = rng.randint(0, 256, size=(3, 3072)).astype(np.uint8)
+    batch = {
+        b"batch_label": b"testing batch 1 of 1",
+        b"labels": [6, 9, 9],
+        b"data": data,
+        b"filenames": [b"leptodactylus_pentadactylus_s_000004.png"] * 3,
+    }
+    buffer = io.BytesIO()
+    _Python2Pickler(buffer, protocol=2).dump(batch)
+    stream = buffer.getvalue()
+    # what the official files look like: no _codecs, numpy.core, byte strings
+    assert b"cnumpy.core.multiarray\n_reconstruct\n" in stream and b"_codecs" not in stream
+    (tmp_path / "test_batch").write_bytes(stream)
+    X, y = load_cifar10(tmp_path, "test")
+    np.testing.assert_array_equal(X, data.reshape(3, 3, 32, 32))
+    assert y.dtype == np.int64 and y.tolist() == [6, 9, 9]
+
+
+@pytest.mark.parametrize("protocol", [0, 1, 2, 3, 4, 5])
+def test_batches_written_by_python3_in_every_protocol(tmp_path, protocol):
+    data = np.arange(2 * 3072, dtype=np.int64).astype(np.uint8).reshape(2, 3072)
+    with open(tmp_path / "test_batch", "wb") as f:
+        pickle.dump({b"data": data, b"labels": np.array([1, 2])}, f, protocol=protocol)
+    X, y = load_cifar10(tmp_path, "test")
+    np.testing.assert_array_equal(X.reshape(2, -1), data)
+    assert y.dtype == np.int64 and y.tolist() == [1, 2]
 
 
 def _write_folder(root, per_class=2):
@@ -73,6 +127,7 @@ def test_image_folder_and_archive_agree(tmp_path):
     X_tar, y_tar = load_cifar10(archive, "test")
     np.testing.assert_array_equal(X_tar, X)
     np.testing.assert_array_equal(y_tar, y)
+    assert y.dtype == y_tar.dtype == np.int64
     only_archive = tmp_path / "only"
     only_archive.mkdir()
     archive.rename(only_archive / "cifar.tar.gz")
@@ -80,7 +135,7 @@ def test_image_folder_and_archive_agree(tmp_path):
 
 
 def test_errors(tmp_path):
-    with pytest.raises(ValueError, match="kind must be"):
+    with pytest.raises(ValueError, match="'kind' parameter of load_cifar10 must be"):
         load_cifar10(tmp_path, "validation")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_cifar10(tmp_path / "nowhere")

@@ -63,10 +63,11 @@ def test_load_mnist_train_and_test(tmp_path):
         assert X.shape == (n, 28, 28) and X.dtype == np.uint8
         np.testing.assert_array_equal(X, images)
         np.testing.assert_array_equal(y, labels)
+        assert y.dtype == np.int64
 
 
 def test_load_mnist_errors(tmp_path):
-    with pytest.raises(ValueError, match="kind must be 'train' or 'test'"):
+    with pytest.raises(ValueError, match="'kind' parameter of load_mnist must be a str among"):
         load_mnist(tmp_path, kind="valid")
     with pytest.raises(FileNotFoundError, match="is not a directory"):
         load_mnist(tmp_path / "nope")

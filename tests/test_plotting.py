@@ -1,3 +1,5 @@
+import warnings
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -5,13 +7,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.frozen import FrozenEstimator  # noqa: E402
 
 from sklearn_greedy import (  # noqa: E402
+    EndToEndImplicitRegressor,
     GreedyLayerwiseCNNClassifier,
     LayerPCADisplay,
     LayerwiseTrainingDisplay,
     SeparabilityDisplay,
+    SequentialImplicitRegressor,
 )
 
 
@@ -32,7 +37,10 @@ def fitted():
         random_state=0,
         device="cpu",
     )
-    return cnn.fit(X, y), X, y
+    with warnings.catch_warnings():
+        # three epochs are enough for curves to plot; the layers are not meant to converge
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return cnn.fit(X, y), X, y
 
 
 @pytest.fixture(autouse=True)
@@ -84,3 +92,39 @@ def test_layer_pca_display(fitted):
     assert display.ax_.get_xlabel().startswith("principal component 1")
     assert display.ax_.get_ylabel().startswith("principal component 2")
     assert display.pca_.n_components_ == 2
+
+
+@pytest.fixture(scope="module")
+def regression_data():
+    rng = np.random.RandomState(0)
+    u = rng.uniform(-2, 2, (60, 1))
+    return u, np.sin(u[:, 0])
+
+
+def test_regressor_history_is_labelled_negative_mse(regression_data):
+    u, y = regression_data
+    reg = SequentialImplicitRegressor(n_states=4, n_blocks=2, max_epochs=2, random_state=0)
+    display = LayerwiseTrainingDisplay.from_estimator(reg.fit(u, y))
+    # a regressor's train_score is minus the MSE on standardised targets, not an accuracy
+    assert display.ax_.get_ylabel() == "negative MSE (standardised targets)"
+    assert display.lines_[0].get_label() == "block 1 train"
+    assert display.ax_.get_xlabel() == "epoch (blocks trained one after the other)"
+
+
+def test_flat_history_is_one_stage(regression_data):
+    u, y = regression_data
+    reg = EndToEndImplicitRegressor(n_states=4, max_epochs=2, random_state=0).fit(u, y)
+    display = LayerwiseTrainingDisplay.from_estimator(reg, show_validation=False)
+    assert len(display.lines_) == 1 and display.ax_.get_xlabel() == "epoch"
+    assert display.ax_.get_ylabel().startswith("negative MSE")
+    flat = [{"train_score": 0.1}, {"train_score": 0.3}, {"train_score": 0.2}]
+    display = LayerwiseTrainingDisplay(flat).plot()
+    np.testing.assert_array_equal(display.lines_[0].get_ydata(), [0.1, 0.3, 0.2])
+    np.testing.assert_array_equal(display.lines_[0].get_xdata(), [1, 2, 3])
+    assert display.ax_.get_ylabel() == "score"
+
+
+def test_layer_pca_display_negative_layer(fitted):
+    cnn, X, y = fitted
+    display = LayerPCADisplay.from_estimator(cnn, X, y, layer=-1)
+    assert display.layer == 2 and display.ax_.get_title() == "layer 2"

@@ -2,7 +2,7 @@ import copy
 
 import numpy as np
 import pytest
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.decomposition import PCA
 from sklearn.exceptions import NotFittedError
 from sklearn.frozen import FrozenEstimator
@@ -10,6 +10,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_greedy import (
     GreedyLayerwiseCNNClassifier,
@@ -197,3 +198,76 @@ def test_separability_scores_options(cnn, data):
     X, y, X_test, y_test = data
     with pytest.raises(ValueError, match=r"absent from y_train: \[7\]"):
         separability_scores(cnn, X, y, X_test, np.full_like(y_test, 7), probes=("cnn1",))
+
+
+def test_one_layer_convention_everywhere(cnn, data):
+    X, y, X_test, y_test = data
+    # 1-based like the paper's x_j; -1 is the last layer; None is the last layer
+    np.testing.assert_array_equal(layer_features(cnn, X, -1), layer_features(cnn, X, 2))
+    np.testing.assert_array_equal(layer_features(cnn, X, -2), layer_features(cnn, X, 1))
+    np.testing.assert_array_equal(layer_features(cnn, X, None), layer_features(cnn, X, 2))
+    lf = LayerFeatures(FrozenEstimator(cnn), layer=-2).fit(X)
+    assert lf.layer_ == 1 and lf.get_feature_names_out()[0] == "layer1_c0_00"
+    scores = separability_scores(cnn, X, y, X_test, y_test, probes="linear", layers=[-1, 1])
+    np.testing.assert_array_equal(scores["layer"], [2, 1])
+    single = separability_scores(cnn, X, y, X_test, y_test, probes="linear", layers=-2)
+    np.testing.assert_array_equal(single["layer"], [1])
+    assert single["linear"][0] == scores["linear"][1]
+
+
+def test_a_single_probe_name_is_one_probe(cnn, data):
+    scores = separability_scores(cnn, *data, probes="linear")
+    assert sorted(scores) == ["layer", "linear"] and scores["linear"].shape == (2,)
+    scores = separability_scores(cnn, *data, probes="cnn1", layers=[2], max_epochs=1)
+    assert sorted(scores) == ["cnn1", "layer"]
+
+
+class _LayerOutputsOnly(BaseEstimator):
+    """A fitted network seen only through the public methods probing may use."""
+
+    def __init__(self, cnn=None):
+        self.cnn = cnn
+        self.n_layers_fitted_ = cnn.n_layers_fitted_
+        self.n_features_in_ = cnn.n_features_in_
+        self.device_ = cnn.device_
+
+    def fit(self, X, y=None):
+        return self
+
+    def layer_outputs(self, X, layers=None, *, pool=2):
+        return self.cnn.layer_outputs(X, layers, pool=pool)
+
+    def layer_output_shape(self, layer=None, *, pool=2):
+        return self.cnn.layer_output_shape(layer, pool=pool)
+
+
+def test_probing_needs_only_public_methods(cnn, data):
+    X, y, X_test, y_test = data
+    public = _LayerOutputsOnly(cnn)
+    np.testing.assert_array_equal(layer_features(public, X, 1), layer_features(cnn, X, 1))
+    a = separability_scores(public, *data, probes=("linear", "cnn1"), max_epochs=1, random_state=0)
+    b = separability_scores(cnn, *data, probes=("linear", "cnn1"), max_epochs=1, random_state=0)
+    np.testing.assert_array_equal(a["linear"], b["linear"])
+    np.testing.assert_array_equal(a["cnn1"], b["cnn1"])
+
+
+def _small_unfitted_cnn():
+    return GreedyLayerwiseCNNClassifier(
+        n_layers=1, width=2, max_epochs=1, batch_size=16, random_state=0, device="cpu"
+    )
+
+
+@parametrize_with_checks([LayerFeatures(_small_unfitted_cnn())])
+def test_layer_features_passes_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_fitted_but_not_frozen_estimator_is_refitted_as_a_clone(cnn, data):
+    X, y, _, _ = data
+    CountingCNN.n_fits = 0
+    inner = CountingCNN(n_layers=1, width=2, max_epochs=1, random_state=0, device="cpu")
+    inner.fit(X, y)
+    lf = LayerFeatures(inner).fit(X, y)
+    assert CountingCNN.n_fits == 2 and lf.estimator_ is not inner
+    LayerFeatures(FrozenEstimator(inner)).fit(X, y)
+    assert CountingCNN.n_fits == 2

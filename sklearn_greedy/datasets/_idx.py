@@ -7,10 +7,13 @@ then one big-endian uint32 per dimension, then the values in C order (big-endian
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 
 import numpy as np
+from sklearn.utils._param_validation import StrOptions, validate_params
 
 # dtype codes of the IDX format; multi-byte values are big-endian
 _IDX_DTYPES = {
@@ -27,26 +30,45 @@ _MNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
 
+_GZIP_MAGIC = b"\x1f\x8b"
+# deflate cannot expand data more than 1032 times, so a gzip file of n bytes holds at most
+# 1032 * n: a header that declares more is refused before anything is decompressed
+_MAX_DEFLATE_RATIO = 1032
+_CHUNK = 1 << 20
 
+
+@validate_params({"path": [str, os.PathLike]}, prefer_skip_nested_validation=True)
 def load_idx(path: str | os.PathLike) -> np.ndarray:
     """Read an IDX file (optionally gzip-compressed) into a numpy array.
+
+    The header is read and checked first, in Python integers (no size arithmetic can
+    wrap), against the bytes actually present: the file's size for a plain file; for a
+    gzip file, the most its size could decompress to, then the data themselves,
+    decompressed in a streaming way and never more than the declared size plus one
+    byte. So a small file cannot make the reader allocate more than it holds.
+
+    What is refused (a ValueError that names the file): a magic number that does not
+    start with two zero bytes, an unknown dtype code, zero dimensions, a truncated
+    header, a data size other than the header declares (too short or too long), a shape
+    too large for numpy, and a corrupt or truncated gzip stream.
 
     Parameters
     ----------
     path : str or path-like
-        The file; a name ending in ``.gz`` is decompressed.
+        The file. gzip compression is recognised by the file's content, whatever its
+        name.
 
     Returns
     -------
     ndarray
-        With the file's shape, in native byte order.
+        With the file's shape and dtype, in native byte order.
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If the magic number, dtype code or size do not describe a valid IDX file.
+        If the file is refused (see above).
 
     Examples
     --------
@@ -60,30 +82,75 @@ def load_idx(path: str | os.PathLike) -> np.ndarray:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"IDX file not found: {path!r}.")
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+    file_size = os.path.getsize(path)
+    with open(path, "rb") as raw:
+        compressed = raw.read(2) == _GZIP_MAGIC
+        raw.seek(0)
+        if not compressed:
+            return _read_idx(raw, path, file_size, compressed=False)
+        try:
+            with gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+                return _read_idx(stream, path, file_size, compressed=True)
+        except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            raise ValueError(
+                f"{path!r} is not a readable gzip file (truncated or corrupt): {exc}."
+            ) from exc
+
+
+def _read_at_most(stream, limit: int) -> bytearray:
+    """Up to ``limit`` bytes of ``stream``, read in chunks so that memory follows the data."""
+    data = bytearray()
+    while len(data) < limit:
+        chunk = stream.read(min(_CHUNK, limit - len(data)))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _read_idx(stream, path: str, file_size: int, *, compressed: bool) -> np.ndarray:
+    magic = stream.read(4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0:
         raise ValueError(
-            f"{path!r} is not an IDX file: its magic number {data[:4].hex() or 'is empty'} "
+            f"{path!r} is not an IDX file: its magic number {magic.hex() or 'is empty'} "
             "does not start with two zero bytes."
         )
-    code, ndim = data[2], data[3]
+    code, ndim = magic[2], magic[3]
     if code not in _IDX_DTYPES:
         raise ValueError(f"{path!r} has an unknown IDX dtype code 0x{code:02x}.")
+    if ndim == 0:
+        raise ValueError(f"{path!r} declares 0 dimensions; an IDX file has at least one.")
     header = 4 + 4 * ndim
-    if len(data) < header:
+    dims = stream.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise ValueError(f"{path!r} is truncated: its header needs {header} bytes.")
-    shape = struct.unpack(f">{ndim}I", data[4:header])
+    shape = struct.unpack(f">{ndim}I", dims)
     dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(data) - header != expected:
+    # Python ints: a shape of (65536,) * 4 is 2**64 values, not 0
+    expected = math.prod(shape) * dtype.itemsize
+    if math.prod(d for d in shape if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise ValueError(f"{path!r} declares a shape {shape} too large for an array.")
+    if not compressed and file_size - header != expected:
         raise ValueError(
-            f"{path!r} holds {len(data) - header} bytes of data, but its header {shape} "
+            f"{path!r} holds {file_size - header} bytes of data, but its header {shape} "
             f"needs {expected}."
         )
-    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
-    return array.astype(dtype.newbyteorder("="), copy=True)
+    if compressed and expected > _MAX_DEFLATE_RATIO * file_size:
+        raise ValueError(
+            f"{path!r} declares a shape {shape} ({expected} bytes), more than a gzip file "
+            f"of {file_size} bytes can hold."
+        )
+    # one byte more than declared tells a file with trailing data from an exact one
+    data = _read_at_most(stream, expected + 1)
+    if len(data) != expected:
+        found = f"more than {expected}" if len(data) > expected else str(len(data))
+        raise ValueError(
+            f"{path!r} holds {found} bytes of data, but its header {shape} needs {expected}."
+        )
+    array = np.frombuffer(data, dtype=dtype).reshape(shape)
+    if dtype.byteorder == ">":
+        return array.astype(dtype.newbyteorder("="))
+    return array
 
 
 def _find(data_dir: str, name: str) -> str:
@@ -97,38 +164,54 @@ def _find(data_dir: str, name: str) -> str:
     )
 
 
+@validate_params(
+    {"data_dir": [str, os.PathLike], "kind": [StrOptions(set(_MNIST_FILES))]},
+    prefer_skip_nested_validation=True,
+)
 def load_mnist(data_dir: str | os.PathLike, kind: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """Load MNIST or Fashion-MNIST from a directory of IDX files.
+
+    Each file is read by :func:`load_idx` and refused as it refuses. Also refused (a
+    ValueError that names the directory): images that are not a 3-D uint8 array, labels
+    that are not a 1-D integer array, and a number of labels other than of images.
 
     Parameters
     ----------
     data_dir : str or path-like
         Directory holding ``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
-        ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each optionally gzipped.
+        ``t10k-images-idx3-ubyte`` and ``t10k-labels-idx1-ubyte``, each optionally gzipped
+        (with a ``.gz`` suffix).
     kind : {"train", "test"}, default="train"
+        Which split to load.
 
     Returns
     -------
     X : ndarray of shape (n_samples, rows, cols), uint8
-    y : ndarray of shape (n_samples,), uint8
+        The images.
+    y : ndarray of shape (n_samples,), int64
+        The labels; labels are int64 in every loader of :mod:`sklearn_greedy.datasets`.
 
     Examples
     --------
     >>> from sklearn_greedy.datasets import load_mnist
     >>> X, y = load_mnist("data/mnist", kind="test")  # doctest: +SKIP
-    >>> X.shape, y.shape  # doctest: +SKIP
-    ((10000, 28, 28), (10000,))
+    >>> X.shape, y.dtype  # doctest: +SKIP
+    ((10000, 28, 28), dtype('int64'))
     """
-    if kind not in _MNIST_FILES:
-        raise ValueError(f"kind must be 'train' or 'test', got {kind!r}.")
     data_dir = os.fspath(data_dir)
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"data_dir {data_dir!r} is not a directory.")
     images_name, labels_name = _MNIST_FILES[kind]
     X = load_idx(_find(data_dir, images_name))
     y = load_idx(_find(data_dir, labels_name))
-    if X.ndim != 3:
-        raise ValueError(f"the images file of {data_dir!r} has {X.ndim} dimensions, not 3.")
-    if y.ndim != 1 or y.shape[0] != X.shape[0]:
+    if X.ndim != 3 or X.dtype != np.uint8:
+        raise ValueError(
+            f"the images file of {data_dir!r} holds a {X.ndim}-D {X.dtype} array, not 3-D uint8."
+        )
+    if y.ndim != 1 or y.dtype.kind not in "iu":
+        raise ValueError(
+            f"the labels file of {data_dir!r} holds a {y.ndim}-D {y.dtype} array, not 1-D integers."
+        )
+    if y.shape[0] != X.shape[0]:
         raise ValueError(f"{data_dir!r} holds {X.shape[0]} images but labels of shape {y.shape}.")
-    return X, y
+    return X, y.astype(np.int64)
