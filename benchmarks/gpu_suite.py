@@ -1,0 +1,977 @@
+"""One prepared GPU run (issue 12): CUDA tests, stage throughput, peak memory, CIFAR-10.
+
+A GPU machine is lent rarely and briefly (15 minutes in all, its start included; at most
+10 minutes a command), so everything the GPU has to show runs from this one command, in
+this order, within ``--budget-s`` seconds of wall time:
+
+a. the CUDA tests, ``python -m pytest -m cuda -q tests/test_cuda.py`` in a subprocess;
+   its summary line is recorded;
+b. stage throughput on the paper's k=3 CIFAR-10 stage shapes (50,000 random 3x32x32
+   uint8 images, batch 128) for the 1st and the 3rd stage: the engine through the public
+   estimator (``cifar10_params(3)``; per-epoch ``seconds`` from ``history_``; the 3rd
+   stage is a ``warm_start`` fit adding layer 3 to a 2-layer model), under each
+   ``precision`` the estimator offers, against a plain hand-written PyTorch loop on the
+   same modules (data on the device, index-slice batches, crop and flip on the device,
+   the frozen prefix recomputed under ``no_grad`` for each batch, SGD with momentum);
+c. peak training memory (``torch.cuda.max_memory_allocated`` minus what was allocated
+   before the steps: modules and batch, so no resident data set) of each greedy stage of
+   the k=1 network of ``cifar10_params(1)`` at batch 256, against end-to-end training of
+   the same final network;
+d. CIFAR-10 with ``cifar10_params(3)`` and the paper's 50 epochs per layer: per-layer,
+   final and ensemble test accuracy and the whole fit's seconds.
+
+It writes ``OUT/gpu_suite-<date>.json`` (headline keys ``device``, ``torch``, ``cuda``,
+``commit``, ``date``, ``command``, ``stage_throughput_ratio``, ``memory_ratio``,
+``cifar10_k3_final``, ``cifar10_k3_ensemble``, ``cifar10_k3_fit_s`` and ``wall_s``, null
+where a part was skipped, then each part's details) and ``OUT/gpu_suite-<date>.md``, a
+block to paste into ``benchmarks/RESULTS.md``. Commit the JSON of a GPU run as
+``benchmarks/results/gpu_suite-<date>.json``.
+
+Budget: each part gets a share of the budget (``SHARES``) plus whatever the parts before
+it left unused; the shares of the later parts stay reserved, so that the tests and the
+throughput runs cannot eat the CIFAR-10 fit's time. Before it starts, a part estimates its
+cost (from a short timed warm-up, or from part b's measured rates) and is skipped, saying
+so and recording null, when the estimate does not fit. A part that overruns is stopped at
+its limit (SIGALRM raising a ``KeyboardInterrupt``) and keeps what it measured so far. The
+CIFAR-10 model grows by one ``warm_start`` fit per layer, so that a layer that would not
+fit is never started; the layers finished are scored either way.
+
+Start line. The device machine has PyTorch with CUDA, scikit-learn, scipy, tqdm,
+matplotlib and pytest, no skorch (never imported here) and no internet; it gets a copy of
+the working tree without ``.git``, so the data travels in the ignored folder ``.dev/`` and
+the commit is given on the command line. Here, once::
+
+    mkdir -p .dev && cp ../shared/data/cifar-10-jpeg/cifar-10-jpeg.tar.gz .dev/
+    git rev-parse --short HEAD     # the COMMIT below; add "+dirty" for uncommitted changes
+
+then, as the one device command (carry ``.dev``, timeout 600 s)::
+
+    set -o pipefail; PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python benchmarks/gpu_suite.py \
+        --data-dir .dev/cifar-10-jpeg.tar.gz --out $OUT --budget-s 420 --commit COMMIT \
+        2>&1 | tee $OUT/gpu_suite.log
+
+``load_cifar10`` reads the ``.tar.gz`` without extracting it (about 7 s on 2 CPU cores,
+in a background thread while the CUDA tests run). An extracted copy works as well: the
+archive holds ``train/<class>/`` and ``test/<class>/`` at its top, so after
+``mkdir -p /tmp/cifar10 && tar xzf .dev/cifar-10-jpeg.tar.gz -C /tmp/cifar10`` pass
+``--data-dir /tmp/cifar10``.
+
+``--smoke`` runs every part on the CPU with tiny sizes (512 random images, one epoch,
+widths / 16; random CIFAR-shaped data when ``--data-dir`` is not given) in well under two
+minutes; ``tests/test_gpu_suite.py`` runs it, so that the suite cannot rot.
+
+Usage::
+
+    python benchmarks/gpu_suite.py --data-dir DIR --out OUTDIR [--budget-s 420] [--smoke]
+        [--commit COMMIT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import json
+import math
+import os
+import platform
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from _common import sync
+from torch import nn
+
+from sklearn_greedy import GreedyLayerwiseCNNClassifier, cifar10_params
+from sklearn_greedy.datasets import load_cifar10
+
+REPO = Path(__file__).resolve().parents[1]
+# fractions of the budget; a part may also use what the parts before it left unused. At
+# 420 s the CIFAR-10 fit keeps at least 252 s: the paper's 200 epochs at the plain loop's
+# speed on an H100 (about 42k images/s on the costliest stage) take about 210 s
+SHARES = {"cuda_tests": 0.2, "stage_throughput": 0.15, "memory": 0.05, "cifar10": 0.6}
+PRECISIONS = ("float32", "tf32", "bf16")
+CUDA_TEST_ARGS = ("-m", "pytest", "-m", "cuda", "-q", "tests/test_cuda.py")
+# a pytest run starts Python, torch and a CUDA context before its first test
+MIN_TESTS_S = 20.0
+# per image, the 3rd k=3 stage does about 2.2x the 1st stage's arithmetic (the prefix's
+# forward pass, the 512->256 convolution, two 256-wide head convolutions at 16x16), and
+# no later layer does more; rounded up, as estimates here should not fall short
+STAGE3_COST = 2.5
+# one fit call besides its epochs: validation, the copy to the device, the accuracy pass
+FIT_OVERHEAD_S = 2.0
+# scoring after the CIFAR-10 fit: two passes over the 10,000 test images
+EVAL_RESERVE_S = 10.0
+_START = time.perf_counter()
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How large each part runs: the paper's shapes (``FULL``) or tiny CPU ones (``SMOKE``)."""
+
+    n_images: int = 50_000  # stage throughput: random 3x32x32 uint8 images
+    timed_epochs: int = 2  # measured epochs, after one warm-up epoch
+    probe_images: int = 2560  # the timed warm-up that estimates an epoch: 20 batches
+    width_scale: float = 1.0
+    batch_size: int | None = None  # None: the preset's (the paper's 128)
+    memory_batch: int = 256
+    memory_fit_images: int = 64  # the tiny fits that build the k=1 network's stages
+    cifar_epochs: int = 50
+    cifar_max_per_class: int | None = None  # train images per class read from --data-dir
+    cifar_test_max_per_class: int | None = None
+    fake_images: tuple[int, int] = (200, 100)  # smoke run without --data-dir: train, test
+
+
+FULL = Sizes()
+SMOKE = Sizes(
+    n_images=128,
+    timed_epochs=1,
+    probe_images=64,
+    width_scale=1 / 16,
+    batch_size=32,
+    memory_batch=16,
+    memory_fit_images=20,
+    cifar_epochs=1,
+    cifar_max_per_class=20,
+    cifar_test_max_per_class=10,
+)
+
+
+@dataclass
+class CifarData:
+    """CIFAR-10 train and test sets, where they came from and how long they took to read."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+    load_s: float
+
+
+def log(message: str) -> None:
+    print(f"[gpu_suite {time.perf_counter() - _START:6.1f} s] {message}", flush=True)
+
+
+# ---------------------------------------------------------------------------- budget
+class Skipped(Exception):
+    """A part cannot run here or would not fit in its time; the message says why."""
+
+
+class DeadlineExceeded(KeyboardInterrupt):
+    """Raised by :func:`time_limit`. A ``KeyboardInterrupt``, because that is what the
+    estimator's fit survives: it keeps the layers finished before the interrupt."""
+
+
+class Budget:
+    """The suite's wall-clock budget, shared out between its parts in order.
+
+    A part may use its own share plus whatever the parts before it left unused; the
+    shares of the parts after it stay reserved.
+
+    Parameters
+    ----------
+    total_s : float
+        Seconds for the whole suite, counted from construction.
+    shares : dict of str to float
+        Each part's fraction of ``total_s``, in the order the parts run.
+    """
+
+    def __init__(self, total_s: float, shares: dict[str, float] = SHARES) -> None:
+        self.total_s = total_s
+        self.shares = dict(shares)
+        self.start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def allowance(self, part: str) -> float:
+        """Seconds ``part`` may use from now on."""
+        names = list(self.shares)
+        later = sum(self.shares[name] for name in names[names.index(part) + 1 :])
+        return self.total_s - self.elapsed() - later * self.total_s
+
+
+@dataclass
+class Deadline:
+    """The end of one part's allowance (a ``time.perf_counter`` value)."""
+
+    end: float
+
+    def left(self) -> float:
+        return self.end - time.perf_counter()
+
+    def check(self, what: str, estimate_s: float) -> None:
+        """Raise :class:`Skipped` when ``what`` is estimated to need more than is left."""
+        if estimate_s > self.left():
+            raise Skipped(f"{what}: needs ~{estimate_s:.0f} s, {max(self.left(), 0):.0f} s left")
+
+
+def _raise_deadline(signum, frame):
+    raise DeadlineExceeded
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float):
+    """Raise :class:`DeadlineExceeded` in the block once ``seconds`` have passed.
+
+    Built on SIGALRM, so a no-op off the main thread or where there is none. Limits nest:
+    an inner one can only shorten an outer one, which is re-armed when the inner ends.
+    """
+    if (
+        not hasattr(signal, "setitimer")
+        or threading.current_thread() is not threading.main_thread()
+    ):
+        yield
+        return
+    outer = signal.getitimer(signal.ITIMER_REAL)[0]
+    start = time.perf_counter()
+    previous = signal.signal(signal.SIGALRM, _raise_deadline)
+    signal.setitimer(signal.ITIMER_REAL, max(min(seconds, outer or seconds), 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.perf_counter() - start), 1e-3))
+
+
+def run_part(report: dict, name: str, part, budget: Budget) -> dict:
+    """Run one part within its allowance; record its status, seconds and measurements.
+
+    ``part(record, deadline)`` fills ``record`` as it goes, so that a part stopped at its
+    limit keeps what it measured; it raises :class:`Skipped` when its estimate does not
+    fit. A part that fails is recorded as failed and the suite goes on: one broken part
+    must not cost a device run the others.
+    """
+    limit = budget.allowance(name)
+    record = report[name] = {"status": None, "limit_s": round(limit, 1)}
+    log(f"{name}: up to {limit:.0f} s")
+    start = time.perf_counter()
+    try:
+        if limit < 1:
+            raise Skipped("no time left in the budget")
+        with time_limit(limit):
+            part(record, Deadline(start + limit))
+        record["status"] = "done"
+    except Skipped as exc:
+        record.update(status="skipped", reason=str(exc))
+    except DeadlineExceeded:
+        record.update(status="stopped", reason=f"stopped at its {limit:.0f} s limit")
+    except Exception as exc:
+        traceback.print_exc()
+        record.update(status="failed", reason=f"{type(exc).__name__}: {exc}")
+    finally:
+        _free_device_memory()
+    record["seconds"] = round(time.perf_counter() - start, 2)
+    reason = f" ({record['reason']})" if "reason" in record else ""
+    log(f"{name}: {record['status']} in {record['seconds']:.1f} s{reason}")
+    return record
+
+
+def _free_device_memory() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+# ---------------------------------------------------------------------------- shared
+def random_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` random 3x32x32 uint8 images and labels of 10 classes (each present when
+    ``n >= 10``): CIFAR-10's shapes; speed and memory do not depend on the content."""
+    rng = np.random.default_rng(seed)
+    X = rng.integers(0, 256, size=(n, 3, 32, 32), dtype=np.uint8)
+    return X, rng.permutation(np.arange(n) % 10)
+
+
+def preset(k: int, sizes: Sizes, device: torch.device, **overrides) -> dict:
+    """``cifar10_params(k)`` with widths (and batch) set by ``sizes``, on ``device``, seeded."""
+    params = cifar10_params(k)
+    for key in ("width", "aux_width", "final_aux_width"):
+        if params.get(key):
+            params[key] = max(1, round(params[key] * sizes.width_scale))
+    if sizes.batch_size is not None:
+        params["batch_size"] = sizes.batch_size
+    params.update(device=str(device), random_state=0, verbose=0, **overrides)
+    return params
+
+
+def depth(params: dict, n_layers: int) -> dict:
+    """``n_layers`` and ``downsample_at`` of the first ``n_layers`` layers of the network
+    of ``params``: growing it by warm starts, the downsamplings of later layers wait (the
+    estimator refuses indices beyond its ``n_layers``)."""
+    kept = tuple(j for j in params["downsample_at"] if j < n_layers)
+    return {"n_layers": n_layers, "downsample_at": kept}
+
+
+def precision_variants() -> list[str | None]:
+    """The precisions to time: each of ``PRECISIONS`` when the estimator has a
+    ``precision`` parameter, else only its default (None)."""
+    if "precision" in GreedyLayerwiseCNNClassifier().get_params():
+        return list(PRECISIONS)
+    return [None]
+
+
+def precision_label(precision: str | None) -> str:
+    return "default" if precision is None else precision
+
+
+def probe_epoch(params: dict, X, y, n_probe: int) -> tuple[float, float]:
+    """Estimated seconds of one epoch of the 1st stage over all of ``X``, and of one fit
+    call's overhead, from a timed 2-epoch fit on ``n_probe`` images whose second epoch is
+    extrapolated. An untimed fit before it pays the process's one-time costs (the CUDA
+    context, loading kernels), which would otherwise count as every fit's overhead."""
+    n_images = len(X)
+    X, y = X[:n_probe], y[:n_probe]
+    first = {**params, **depth(params, 1)}
+    fit_layers(GreedyLayerwiseCNNClassifier(**{**first, "max_epochs": 1}), X, y)
+    start = time.perf_counter()
+    clf = GreedyLayerwiseCNNClassifier(**{**first, "max_epochs": 2})
+    fit_layers(clf, X, y)
+    wall = time.perf_counter() - start
+    epochs = [record["seconds"] for record in clf.history_[0]]
+    return epochs[-1] * n_images / len(X), max(wall - sum(epochs), 0.0)
+
+
+def fit_layers(clf: GreedyLayerwiseCNNClassifier, X, y) -> GreedyLayerwiseCNNClassifier:
+    """``clf.fit(X, y)``, raising :class:`DeadlineExceeded` again when the estimator absorbed
+    it (it keeps the layers finished before an interrupt and returns), so the part stops."""
+    clf.fit(X, y)
+    if getattr(clf, "n_layers_fitted_", 0) < clf.n_layers:
+        raise DeadlineExceeded
+    return clf
+
+
+def split_stage(network: nn.Module, stage: int, device) -> tuple[nn.Module, nn.Module]:
+    """(frozen prefix, trainable part) of greedy stage ``stage`` of a ``to_torch()`` network
+    whose last layer is that stage's: the stem and the layers before it, then the layer
+    and its auxiliary head."""
+    prefix = nn.Sequential(network.stem, *network.layers[: stage - 1])
+    trainable = nn.Sequential(network.layers[stage - 1], network.head)
+    prefix = prefix.to(device).eval().requires_grad_(False)
+    return prefix, trainable.to(device).train().requires_grad_(True)
+
+
+# ---------------------------------------------------------------------------- a. tests
+def cuda_tests(record: dict, deadline: Deadline) -> None:
+    """Part a: the CUDA tests as a pytest run in a subprocess; keeps its summary line."""
+    deadline.check("the CUDA tests", MIN_TESTS_S)
+    record["command"] = "python " + " ".join(CUDA_TEST_ARGS)
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)
+    try:
+        done = subprocess.run(
+            [sys.executable, *CUDA_TEST_ARGS],
+            cwd=REPO,
+            env=dict(os.environ, PYTHONPATH=path),
+            capture_output=True,
+            text=True,
+            timeout=max(deadline.left() - 1, 1),
+        )
+    except subprocess.TimeoutExpired as exc:
+        record["output_tail"] = _tail(exc.stdout)
+        raise DeadlineExceeded from None
+    print(done.stdout + done.stderr, flush=True)
+    record.update(
+        returncode=done.returncode,
+        summary=_summary_line(done.stdout),
+        output_tail=_tail(done.stdout + done.stderr),
+    )
+
+
+def _tail(output, n_chars: int = 3000) -> str:
+    # TimeoutExpired carries bytes even when the run asked for text
+    if isinstance(output, bytes):
+        output = output.decode(errors="replace")
+    return (output or "")[-n_chars:]
+
+
+def _summary_line(stdout: str) -> str:
+    lines = [line.strip(" =") for line in stdout.splitlines() if line.strip(" =")]
+    return lines[-1] if lines else ""
+
+
+# ---------------------------------------------------------------------------- b. throughput
+def stage_throughput(record: dict, deadline: Deadline, *, sizes: Sizes, device) -> None:
+    """Part b: images/s of the engine (each precision) and of a plain loop, 1st and 3rd
+    stage of the k=3 CIFAR-10 network; ``ratio`` is the 3rd stage's best engine / loop."""
+    X, y = random_images(sizes.n_images, seed=0)
+    params = preset(3, sizes, device, max_epochs=1 + sizes.timed_epochs)
+    variants = precision_variants()
+    record.update(
+        n_images=len(X),
+        batch_size=params["batch_size"],
+        width=params["width"],
+        timed_epochs=sizes.timed_epochs,
+        precisions=[precision_label(p) for p in variants],
+    )
+    epoch_s, overhead_s = probe_epoch(params, X, y, sizes.probe_images)
+    record["estimate_s"] = throughput_cost(
+        epoch_s, overhead_s, len(variants), 1 + sizes.timed_epochs
+    )
+    deadline.check("stage throughput", record["estimate_s"])
+    on_device = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
+    record["stage1"] = time_stage(1, params, (X, y), on_device, None, variants)
+    base = GreedyLayerwiseCNNClassifier(**{**params, **depth(params, 2), "max_epochs": 1})
+    base.fit(X, y)
+    record["stage3"] = time_stage(3, params, (X, y), on_device, base, variants)
+    record["ratio"] = record["stage3"]["ratio"]
+
+
+def throughput_cost(epoch_s: float, overhead_s: float, n_variants: int, epochs: int) -> float:
+    """Estimated seconds of part b from the 1st stage's epoch: for each of the two stages,
+    one engine fit per precision and the plain loop, ``epochs`` epochs each, the 3rd stage
+    at ``STAGE3_COST`` times the 1st; plus the 2-layer base fit (one epoch per layer)."""
+    stage3_s = STAGE3_COST * epoch_s
+    timed = (n_variants + 1) * epochs * (epoch_s + stage3_s)
+    base = epoch_s + stage3_s
+    return timed + base + (2 * n_variants + 1) * overhead_s
+
+
+def time_stage(stage: int, params: dict, data, on_device, base, variants) -> dict:
+    """The engine under each precision, then the plain loop on the same modules."""
+    X, y = data
+    engine = {}
+    for precision in variants:
+        clf = fit_stage(params, X, y, stage, base, precision)
+        seconds = [record["seconds"] for record in clf.history_[stage - 1]]
+        engine[precision_label(precision)] = rate(len(X), seconds)
+    # the loop trains the same modules, freshly initialised
+    network = clf.to_torch(pretrained=False, random_state=0)
+    prefix, trainable = split_stage(network, stage, on_device[0].device)
+    seconds = plain_loop_seconds(prefix, trainable, *on_device, params=params)
+    plain = rate(len(X), seconds)
+    best = max(engine, key=lambda label: engine[label]["images_per_s"])
+    ratio = engine[best]["images_per_s"] / plain["images_per_s"]
+    log(f"stage {stage}: best engine ({best}) {ratio:.2f}x the plain loop")
+    return {"engine": engine, "plain_loop": plain, "best_engine": best, "ratio": ratio}
+
+
+def fit_stage(params: dict, X, y, stage: int, base, precision) -> GreedyLayerwiseCNNClassifier:
+    """The estimator trained up to ``stage`` layers, only the last of them timed: from
+    scratch for the 1st stage, as a warm start on ``base`` (``stage - 1`` layers) after."""
+    extra = {} if precision is None else {"precision": precision}
+    if base is None:
+        clf = GreedyLayerwiseCNNClassifier(**{**params, **depth(params, stage), **extra})
+    else:
+        clf = copy.deepcopy(base).set_params(
+            **depth(params, stage), warm_start=True, max_epochs=params["max_epochs"], **extra
+        )
+    return fit_layers(clf, X, y)
+
+
+def rate(n_images: int, epoch_seconds: list[float]) -> dict:
+    """Mean seconds of the epochs after the first (the warm-up), and images/s."""
+    timed = epoch_seconds[1:] or epoch_seconds
+    seconds = sum(timed) / len(timed)
+    return {
+        "s_per_epoch": seconds,
+        "images_per_s": n_images / seconds,
+        "epoch_seconds": epoch_seconds,
+    }
+
+
+def crop_flip(batch: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
+    """Random crop with zero padding and random horizontal flip, as one gather on the
+    batch's device (the flip folded into the column indices)."""
+    n, c, h, w = batch.shape
+    device = batch.device
+    padded = F.pad(batch, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n, 1), device=device, generator=generator)
+    rows = dy + torch.arange(h, device=device)
+    cols = dx + torch.arange(w, device=device)
+    flip = torch.rand(n, 1, device=device, generator=generator) < 0.5
+    cols = torch.where(flip, cols.flip(1), cols)
+    sample = torch.arange(n, device=device).view(n, 1, 1, 1)
+    channel = torch.arange(c, device=device).view(1, c, 1, 1)
+    return padded[sample, channel, rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
+
+
+def plain_loop_seconds(prefix, trainable, X, y, *, params: dict, seed: int = 0) -> list[float]:
+    """Seconds of each of ``params["max_epochs"]`` epochs of a hand-written loop: data on
+    the device, index-slice batches, crop and flip on the device, the frozen prefix
+    recomputed under ``no_grad`` for each batch, SGD with momentum and weight decay."""
+    device = X.device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    optimizer = torch.optim.SGD(
+        trainable.parameters(),
+        lr=params["lr"],
+        momentum=params["momentum"],
+        weight_decay=params["weight_decay"],
+    )
+    batch_size = params["batch_size"]
+    seconds = []
+    for _ in range(params["max_epochs"]):
+        sync(device)
+        start = time.perf_counter()
+        order = torch.randperm(X.shape[0], device=device, generator=generator)
+        for first in range(0, X.shape[0], batch_size):
+            idx = order[first : first + batch_size]
+            with torch.no_grad():
+                features = prefix(crop_flip(X[idx], generator))
+            loss = F.cross_entropy(trainable(features), y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        sync(device)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+# ---------------------------------------------------------------------------- c. memory
+def memory(record: dict, deadline: Deadline, *, sizes: Sizes, device) -> None:
+    """Part c: peak memory of each greedy stage's training steps against end-to-end
+    training of the same final network (the k=1 network of ``cifar10_params(1)``)."""
+    params = preset(1, sizes, device, max_epochs=1)
+    n_layers = params["n_layers"]
+    measured = device.type == "cuda"
+    record.update(
+        batch_size=sizes.memory_batch, width=params["width"], n_layers=n_layers, measured=measured
+    )
+    X, y = random_images(sizes.memory_fit_images, seed=1)
+    clf = GreedyLayerwiseCNNClassifier(**params)
+    start = time.perf_counter()
+    networks = [grow(clf, params, 1, X, y)]
+    # the deeper fits cost more than the first, the measured steps less than a fit
+    deadline.check("peak memory", 2 * n_layers * (time.perf_counter() - start))
+    networks += [grow(clf, params, j, X, y) for j in range(2, n_layers + 1)]
+    images, labels = random_images(sizes.memory_batch, seed=2)
+    batch, target = torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device)
+    greedy = [
+        training_peak_bytes(*split_stage(network, j, device), batch, target)
+        for j, network in enumerate(networks, start=1)
+    ]
+    whole = networks[-1].to(device).train().requires_grad_(True)
+    end_to_end = training_peak_bytes(nn.Sequential(), whole, batch, target)
+    record["greedy_peak_mib"] = [_mib(b) for b in greedy]
+    record["end_to_end_peak_mib"] = _mib(end_to_end)
+    record["ratio"] = end_to_end / max(greedy) if measured else None
+
+
+def grow(clf: GreedyLayerwiseCNNClassifier, params: dict, n_layers: int, X, y) -> nn.Module:
+    """Grow ``clf`` to ``n_layers`` (one short warm-start fit) and return its network,
+    freshly initialised: the stem, the layers and the last layer's auxiliary head."""
+    fit_layers(clf.set_params(**depth(params, n_layers), warm_start=True), X, y)
+    return clf.to_torch(pretrained=False, random_state=0)
+
+
+def training_peak_bytes(prefix: nn.Module, trainable: nn.Module, batch, target) -> int | None:
+    """Peak CUDA memory of two SGD steps of ``trainable`` on ``prefix``'s output (the
+    second step holds the momentum buffers too), minus what was allocated before: the
+    modules and the batch. None off CUDA, where the steps still run (the smoke run)."""
+    device = batch.device
+    optimizer = torch.optim.SGD(trainable.parameters(), lr=0.01, momentum=0.9)
+    cuda = device.type == "cuda"
+    if cuda:
+        sync(device)
+        before = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    for _ in range(2):
+        with torch.no_grad():
+            features = prefix(batch)
+        loss = F.cross_entropy(trainable(features), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    if not cuda:
+        return None
+    sync(device)
+    return torch.cuda.max_memory_allocated(device) - before
+
+
+def _mib(n_bytes: int | None) -> float | None:
+    return None if n_bytes is None else n_bytes / 2**20
+
+
+# ---------------------------------------------------------------------------- d. CIFAR-10
+def load_data(data_dir: str | None, sizes: Sizes, smoke: bool) -> CifarData:
+    """CIFAR-10 from ``data_dir`` (anything ``load_cifar10`` reads: the JPEG ``.tar.gz``,
+    an image folder, python batches); random CIFAR-shaped data in a smoke run without it."""
+    start = time.perf_counter()
+    if data_dir is None:
+        if not smoke:
+            raise Skipped("no --data-dir given")
+        X, y = random_images(sum(sizes.fake_images), seed=3)
+        n = sizes.fake_images[0]
+        return CifarData(X[:n], y[:n], X[n:], y[n:], "random images", time.perf_counter() - start)
+    X_train, y_train = load_cifar10(data_dir, "train", max_per_class=sizes.cifar_max_per_class)
+    X_test, y_test = load_cifar10(data_dir, "test", max_per_class=sizes.cifar_test_max_per_class)
+    return CifarData(X_train, y_train, X_test, y_test, str(data_dir), time.perf_counter() - start)
+
+
+def start_loading(data_dir: str | None, sizes: Sizes, smoke: bool) -> Future:
+    """Read the data in a background thread, started now: its decoding then overlaps the
+    CUDA tests, which run in a subprocess and leave this process idle."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(load_data, data_dir, sizes, smoke)
+    pool.shutdown(wait=False)
+    return future
+
+
+def cifar10(record: dict, deadline: Deadline, *, sizes: Sizes, device, data: Future, rates: dict):
+    """Part d: ``cifar10_params(3)`` on CIFAR-10, grown one warm-start fit per layer while
+    the next layer fits in the time left; per-layer, final and ensemble test accuracy."""
+    cifar = data.result()
+    params = preset(3, sizes, device, max_epochs=sizes.cifar_epochs)
+    record.update(
+        source=cifar.source,
+        load_s=cifar.load_s,
+        n_train=len(cifar.X_train),
+        n_test=len(cifar.X_test),
+        epochs_per_layer=params["max_epochs"],
+        n_layers=params["n_layers"],
+        width=params["width"],
+    )
+    epoch_seconds = layer_epoch_seconds(rates, params, cifar, sizes.probe_images)
+    record["estimate_s"] = sum(params["max_epochs"] * s + FIT_OVERHEAD_S for s in epoch_seconds)
+    clf = GreedyLayerwiseCNNClassifier(**params)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    fit_seconds = grow_layers(clf, params, cifar, epoch_seconds, deadline, record)
+    if device.type == "cuda":
+        record["peak_mib_with_data"] = _mib(torch.cuda.max_memory_allocated(device))
+    record["layer_fit_s"] = fit_seconds
+    score_layers(clf, cifar, record)
+    if len(fit_seconds) == params["n_layers"]:
+        record["fit_s"] = sum(fit_seconds)
+
+
+def layer_epoch_seconds(rates: dict, params: dict, cifar: CifarData, n_probe: int) -> list[float]:
+    """Estimated seconds per epoch of each layer: the 1st at the 1st stage's rate measured
+    in part b, the deeper ones at the 3rd stage's; from a timed warm-up fit without them."""
+    measured = _engine_rates(rates, params)
+    n = len(cifar.X_train)
+    if measured is None:
+        first, _ = probe_epoch(params, cifar.X_train, cifar.y_train, n_probe)
+        deeper = STAGE3_COST * first
+    else:
+        first, deeper = n / measured[0], n / measured[1]
+    return [first] + [deeper] * (params["n_layers"] - 1)
+
+
+def _engine_rates(rates: dict, params: dict) -> tuple[float, float] | None:
+    """Images/s of the engine on stages 1 and 3 at the preset's precision when part b
+    measured it, else at the fastest one measured (skipping a layer only when even that
+    would not finish it; the time limit catches the rest); None without part b."""
+    if "stage3" not in rates:
+        return None
+    stages = rates["stage1"]["engine"], rates["stage3"]["engine"]
+    label = params.get("precision")
+    if label not in stages[1]:
+        label = max(stages[1], key=lambda key: stages[1][key]["images_per_s"])
+    return stages[0][label]["images_per_s"], stages[1][label]["images_per_s"]
+
+
+def grow_layers(clf, params, cifar: CifarData, epoch_seconds, deadline, record) -> list[float]:
+    """Train layer after layer by warm-start fits while the next is estimated to fit in the
+    time left (less ``EVAL_RESERVE_S`` for scoring); return each fit's seconds. Without a
+    first layer the part is skipped (or stopped); after one, what was trained is kept."""
+    fit_seconds = []
+    for j, epoch_s in enumerate(epoch_seconds, start=1):
+        estimate = clf.max_epochs * epoch_s + FIT_OVERHEAD_S
+        room = deadline.left() - EVAL_RESERVE_S
+        if estimate > room:
+            reason = f"layer {j} not started: needs ~{estimate:.0f} s, {room:.0f} s left"
+            if j == 1:
+                raise Skipped(reason)
+            record["stopped"] = reason
+            break
+        start = time.perf_counter()
+        try:
+            with time_limit(room):
+                grown = clf.set_params(**depth(params, j), warm_start=True)
+                fit_layers(grown, cifar.X_train, cifar.y_train)
+        except DeadlineExceeded:
+            if j == 1:
+                raise
+            # the estimator keeps (or puts back) the layers finished before
+            record["stopped"] = f"layer {j} stopped at the time limit"
+            break
+        fit_seconds.append(time.perf_counter() - start)
+        log(f"CIFAR-10 layer {j}: {fit_seconds[-1]:.1f} s (estimated {estimate:.0f} s)")
+    return fit_seconds
+
+
+def score_layers(clf: GreedyLayerwiseCNNClassifier, cifar: CifarData, record: dict) -> None:
+    """Per-layer test accuracy (``staged_predict``); final and ensemble once all layers are
+    trained."""
+    per_layer = [float(np.mean(p == cifar.y_test)) for p in clf.staged_predict(cifar.X_test)]
+    record["per_layer_test_accuracy"] = per_layer
+    record["train_accuracy"] = [float(a) for a in clf.layer_scores_]
+    record["precision"] = clf.get_params().get("precision")
+    if clf.n_layers_fitted_ == record["n_layers"]:
+        record["final"] = per_layer[-1]
+        record["ensemble"] = float(clf.set_params(ensemble=True).score(cifar.X_test, cifar.y_test))
+
+
+# ---------------------------------------------------------------------------- report
+def git_commit() -> str:
+    """Short hash of HEAD, with "+dirty" for uncommitted changes; "unknown" without git."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True)
+        return done.stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+dirty" if dirty else "")
+
+
+def environment(args, argv: list[str], device: torch.device) -> dict:
+    """Where and what ran: device, versions, commit, date and the command line."""
+    cuda = device.type == "cuda"
+    if cuda:
+        name = torch.cuda.get_device_name(device)
+        memory_gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+    else:
+        name = f"CPU {platform.machine()}, {torch.get_num_threads()} torch threads"
+        memory_gib = None
+    return {
+        "device": name,
+        "device_memory_gib": memory_gib,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "python": platform.python_version(),
+        "commit": args.commit or git_commit(),
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": shlex.join(["python", "benchmarks/gpu_suite.py", *argv]),
+        "smoke": args.smoke,
+        "budget_s": args.budget_s,
+    }
+
+
+def headline(report: dict) -> dict:
+    """The figures issue 12 asks for, null where their part did not get that far."""
+    cifar = report["cifar10"]
+    return {
+        "stage_throughput_ratio": report["stage_throughput"].get("ratio"),
+        "memory_ratio": report["memory"].get("ratio"),
+        "cifar10_k3_final": cifar.get("final"),
+        "cifar10_k3_ensemble": cifar.get("ensemble"),
+        "cifar10_k3_fit_s": cifar.get("fit_s"),
+    }
+
+
+def ordered(report: dict, wall_s: float) -> dict:
+    """The report with the headline figures first and each part's details after them."""
+    first = {key: value for key, value in report.items() if key not in SHARES}
+    parts = {name: report[name] for name in SHARES}
+    return {**first, **headline(report), "wall_s": wall_s, **parts}
+
+
+def _plain(value):
+    """A JSON-ready copy: NaN and infinities become null, numpy scalars Python numbers."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)
+
+
+def write_outputs(report: dict, out: Path) -> tuple[Path, Path]:
+    """Write the JSON report and its markdown block into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"gpu_suite-{report['date'][:10]}" + ("-smoke" if report["smoke"] else "")
+    json_path, md_path = out / f"{stem}.json", out / f"{stem}.md"
+    json_path.write_text(json.dumps(_plain(report), indent=2, allow_nan=False) + "\n")
+    md_path.write_text(markdown(report))
+    return json_path, md_path
+
+
+# ---------------------------------------------------------------------------- markdown
+# (what, report key, comparison, issue 12's bound, format)
+TARGETS = (
+    ("3rd-stage throughput, engine / plain loop", "stage_throughput_ratio", ">=", 1.5, "{:.2f}x"),
+    ("peak memory, end-to-end / largest greedy stage", "memory_ratio", ">=", 5.0, "{:.2f}x"),
+    ("CIFAR-10 k=3 final-layer test accuracy", "cifar10_k3_final", ">=", 0.9, "{:.2%}"),
+    ("CIFAR-10 k=3 whole fit", "cifar10_k3_fit_s", "<=", 180.0, "{:.0f} s"),
+    ("suite wall time", "wall_s", "<=", 420.0, "{:.0f} s"),
+)
+
+
+def _fmt(value, spec: str = "{:.3f}") -> str:
+    return "-" if value is None else spec.format(value)
+
+
+def markdown(report: dict) -> str:
+    """The block to paste into ``benchmarks/RESULTS.md``."""
+    title = f"## GPU suite (issue 12): {report['device']}, {report['date'][:10]}"
+    lines = [title, ""]
+    if report["smoke"]:
+        lines += ["Smoke run on the CPU with tiny sizes: it checks the suite, not a result.", ""]
+    memory = report["device_memory_gib"]
+    device = report["device"] + ("" if memory is None else f" ({memory:.0f} GiB)")
+    lines += [
+        f"Device: {device}; torch {report['torch']}, CUDA {report['cuda']}, "
+        f"cuDNN {report['cudnn']}. Commit {report['commit']}, {report['date']}. "
+        f"Wall time {report['wall_s']:.0f} s of a {report['budget_s']:.0f} s budget.",
+        "",
+        f"    PYTHONPATH=$PWD {report['command']}",
+        "",
+    ]
+    for table in (_parts_table, _targets_table, _throughput_table, _memory_table, _cifar_table):
+        lines += table(report) + [""]
+    return "\n".join(lines)
+
+
+def _parts_table(report: dict) -> list[str]:
+    lines = ["| part | status | seconds (limit) | note |", "|---|---|---|---|"]
+    for name in SHARES:
+        part = report[name]
+        note = part.get("summary") or part.get("reason") or part.get("stopped") or ""
+        seconds = f"{part['seconds']:.1f} ({part['limit_s']:.0f})"
+        lines.append(f"| {name} | {part['status']} | {seconds} | {note} |")
+    return lines
+
+
+def _targets_table(report: dict) -> list[str]:
+    lines = ["| target | reached | met |", "|---|---|---|"]
+    for label, key, op, bound, spec in TARGETS:
+        value = report.get(key)
+        met = "-" if value is None else ("yes" if _holds(value, op, bound) else "**no**")
+        lines.append(f"| {label} {op} {spec.format(bound)} | {_fmt(value, spec)} | {met} |")
+    return lines
+
+
+def _holds(value: float, op: str, bound: float) -> bool:
+    return value >= bound if op == ">=" else value <= bound
+
+
+def _throughput_table(report: dict) -> list[str]:
+    part = report["stage_throughput"]
+    if "stage1" not in part:
+        return [f"Stage throughput: {part['status']}."]
+    lines = [
+        f"Stage throughput: k=3 stages, {part['n_images']} random 3x32x32 images, batch "
+        f"{part['batch_size']}, width {part['width']}; seconds per epoch: the mean of "
+        f"{part['timed_epochs']} timed after a warm-up epoch.",
+        "",
+        "| stage | path | s/epoch | images/s | vs plain loop |",
+        "|---|---|---|---|---|",
+    ]
+    for stage in ("stage1", "stage3"):
+        if stage in part:
+            lines += _throughput_rows(stage[-1], part[stage])
+    return lines
+
+
+def _throughput_rows(stage: str, result: dict) -> list[str]:
+    plain = result["plain_loop"]["images_per_s"]
+    paths = [(f"engine, {label}", r) for label, r in result["engine"].items()]
+    rows = []
+    for path, r in paths + [("plain PyTorch loop", result["plain_loop"])]:
+        rows.append(
+            f"| {stage} | {path} | {r['s_per_epoch']:.3f} | {r['images_per_s']:.0f} | "
+            f"{r['images_per_s'] / plain:.2f}x |"
+        )
+    return rows
+
+
+def _memory_table(report: dict) -> list[str]:
+    part = report["memory"]
+    if "greedy_peak_mib" not in part:
+        return [f"Peak memory: {part['status']}."]
+    how = "measured" if part["measured"] else "not measured off CUDA"
+    lines = [
+        f"Peak training memory ({how}): k=1 network of `cifar10_params(1)`, width "
+        f"{part['width']}, batch {part['batch_size']}, two SGD steps, modules and batch "
+        "excluded.",
+        "",
+        "| training | peak MiB |",
+        "|---|---|",
+    ]
+    for j, mib in enumerate(part["greedy_peak_mib"], start=1):
+        lines.append(f"| greedy stage {j} | {_fmt(mib, '{:.0f}')} |")
+    lines.append(f"| end-to-end | {_fmt(part['end_to_end_peak_mib'], '{:.0f}')} |")
+    return lines
+
+
+def _cifar_table(report: dict) -> list[str]:
+    part = report["cifar10"]
+    if "per_layer_test_accuracy" not in part:
+        return [f"CIFAR-10: {part['status']} {part.get('reason', '')}".rstrip() + "."]
+    lines = [
+        f"CIFAR-10 from {part['source']}: {part['n_train']} train / {part['n_test']} test, "
+        f"`cifar10_params(3)`, epochs per layer: {part['epochs_per_layer']}, one warm-start "
+        f"fit per layer; final {_fmt(part.get('final'), '{:.4f}')}, ensemble "
+        f"{_fmt(part.get('ensemble'), '{:.4f}')}, whole fit {_fmt(part.get('fit_s'), '{:.0f} s')}"
+        f"; peak GPU memory {_fmt(part.get('peak_mib_with_data'), '{:.0f} MiB')}, data included.",
+        "",
+        "| layer | test accuracy | train accuracy | fit seconds |",
+        "|---|---|---|---|",
+    ]
+    rows = zip(part["per_layer_test_accuracy"], part["train_accuracy"], part["layer_fit_s"])
+    for j, (test, train, seconds) in enumerate(rows, start=1):
+        lines.append(f"| {j} | {test:.4f} | {train:.4f} | {seconds:.1f} |")
+    return lines
+
+
+# ---------------------------------------------------------------------------- main
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", help="CIFAR-10: the JPEG .tar.gz, an image folder, batches")
+    parser.add_argument("--out", required=True, help="folder for gpu_suite-<date>.json and .md")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="wall-clock seconds")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument("--commit", help="commit of the tree (default: from git, if present)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Run the suite; return the report that was written (``wall_s`` counts from here, after
+    the imports)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parse_args(argv)
+    budget = Budget(args.budget_s)
+    sizes = SMOKE if args.smoke else FULL
+    if args.smoke:
+        # tiny tensors run fastest on one thread, and a smoke run shares its machine
+        torch.set_num_threads(1)
+    cuda = torch.cuda.is_available() and not args.smoke
+    device = torch.device("cuda" if cuda else "cpu")
+    report = environment(args, argv, device)
+    log(f"{report['device']}, torch {report['torch']}, budget {args.budget_s:.0f} s")
+    if not cuda and not args.smoke:
+        log("no CUDA device: full sizes on the CPU; parts that would not fit are skipped")
+    data = start_loading(args.data_dir, sizes, args.smoke)
+    run_part(report, "cuda_tests", cuda_tests, budget)
+    # decoding images in a thread would compete for the GIL with the timed loops
+    wait([data])
+    run_part(
+        report, "stage_throughput", partial(stage_throughput, sizes=sizes, device=device), budget
+    )
+    run_part(report, "memory", partial(memory, sizes=sizes, device=device), budget)
+    cifar = partial(
+        cifar10, sizes=sizes, device=device, data=data, rates=report["stage_throughput"]
+    )
+    run_part(report, "cifar10", cifar, budget)
+    report = ordered(report, budget.elapsed())
+    for path in write_outputs(report, Path(args.out)):
+        log(f"wrote {path}")
+    return report
+
+
+if __name__ == "__main__":
+    main()
