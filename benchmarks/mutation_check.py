@@ -1,0 +1,235 @@
+"""Mutation check: seed known bugs into the papers' mechanics, one at a time, and show that
+the test suite catches each.
+
+Each mutation edits a copy of the package (never this checkout) by exact text
+replacement, then runs the tests that guard that mechanism. A mutation is *caught* when
+the tests fail; a replacement that no longer matches the source is reported as *stale*
+(the code moved: update the mutation), never counted as caught.
+
+Usage::
+
+    python benchmarks/mutation_check.py [--only NAME ...] [--list]
+
+Exit status 0 when every mutation is caught, 1 otherwise; the table goes to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    bug: str
+    edits: tuple[tuple[str, str, str], ...]  # (file, old text, new text)
+    tests: tuple[str, ...]
+
+
+MUTATIONS = (
+    Mutation(
+        "lr-not-applied",
+        "the decayed learning rate is recorded in history_ but not given to the optimizer",
+        (("sklearn_greedy/_engine.py", 'group["lr"] = lr', 'group["lr"] = self.config.lr'),),
+        ("tests/test_engine.py", "tests/test_mechanisms.py"),
+    ),
+    Mutation(
+        "lr-decay-dropped",
+        "the estimator does not pass lr_decay to the engine",
+        (("sklearn_greedy/_cnn.py", "lr_decay=self.lr_decay,", "lr_decay=1.0,"),),
+        ("tests/test_mechanisms.py",),
+    ),
+    Mutation(
+        "keep-best-dropped",
+        "the estimator passes keep_best=False whatever the parameter says",
+        (("sklearn_greedy/_cnn.py", "keep_best=self.keep_best,", "keep_best=False,"),),
+        ("tests/test_mechanisms.py",),
+    ),
+    Mutation(
+        "keep-best-ignored",
+        "the engine never restores the best epoch's parameters",
+        (
+            (
+                "sklearn_greedy/_engine.py",
+                "self.model.load_state_dict(self._best_state)",
+                "pass",
+            ),
+        ),
+        ("tests/test_engine.py", "tests/test_mechanisms.py"),
+    ),
+    Mutation(
+        "head-global-average",
+        "the auxiliary head averages globally and tiles the result to 2x2",
+        (
+            (
+                "sklearn_greedy/_cnn_modules.py",
+                "self.pool = nn.AdaptiveAvgPool2d(2)",
+                "self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Upsample(scale_factor=2))",
+            ),
+        ),
+        ("tests/test_mechanisms.py",),
+    ),
+    Mutation(
+        "invertible-is-avgpool",
+        "the invertible downsampling inside a layer is replaced by average pooling",
+        (
+            (
+                "sklearn_greedy/_cnn_modules.py",
+                "super().__init__(PadToEven(), nn.PixelUnshuffle(2))",
+                "super().__init__(PadToEven(), nn.AvgPool2d(2), _Repeat4())",
+            ),
+            (
+                "sklearn_greedy/_cnn_modules.py",
+                "class InvertibleDownsample(nn.Sequential):",
+                "class _Repeat4(nn.Module):\n"
+                "    def forward(self, x):\n"
+                "        return x.repeat(1, 4, 1, 1)\n\n\n"
+                "class InvertibleDownsample(nn.Sequential):",
+            ),
+        ),
+        ("tests/test_mechanisms.py", "tests/test_cnn_modules.py"),
+    ),
+    Mutation(
+        "frozen-bn-train-mode",
+        "a trained layer is left in train mode: the next stages update its BatchNorm statistics",
+        (("sklearn_greedy/_cnn.py", "stage.eval().requires_grad_(False)", "stage.train()"),),
+        ("tests/test_mechanisms.py",),
+    ),
+    Mutation(
+        "warm-start-bn-train-mode",
+        "a warm-started network is not put back in eval mode",
+        (
+            (
+                "sklearn_greedy/_cnn.py",
+                "growth.model.eval().requires_grad_(False)",
+                "growth.model.train().requires_grad_(False)",
+            ),
+        ),
+        ("tests/test_mechanisms.py",),
+    ),
+    Mutation(
+        "ensemble-uniform",
+        "the ensemble averages the layers' logits uniformly instead of by 2^j",
+        (
+            (
+                "sklearn_greedy/_cnn_network.py",
+                "weights = 2.0 ** torch.arange(1, logits.shape[0] + 1, dtype=logits.dtype)",
+                "weights = torch.ones(logits.shape[0], dtype=logits.dtype)",
+            ),
+        ),
+        ("tests/test_mechanisms.py", "tests/test_cnn.py"),
+    ),
+    Mutation(
+        "prefix-skips-last-layer",
+        "a stage is trained on the input of the previous layer instead of its output",
+        (
+            (
+                "sklearn_greedy/_cnn_network.py",
+                "        for layer in self.layers:\n            x = layer(x)\n        return x",
+                "        for layer in self.layers[:-1]:\n            x = layer(x)\n        return x",
+            ),
+        ),
+        ("tests/test_mechanisms.py",),
+    ),
+    Mutation(
+        "divergence-unchecked",
+        "a stage whose weights became NaN or whose loss exploded is returned as fitted",
+        (
+            (
+                "sklearn_greedy/_engine.py",
+                "        self._check_not_diverged()\n",
+                "",
+            ),
+        ),
+        ("tests/test_engine.py",),
+    ),
+    Mutation(
+        "trailing-batch-kept",
+        "a trailing batch of a few samples is trained on alone (BatchNorm noise)",
+        (
+            (
+                "sklearn_greedy/_engine.py",
+                "if len(starts) > 1 and n - starts[-1] < batch_size / 2:",
+                "if False:",
+            ),
+        ),
+        ("tests/test_engine.py",),
+    ),
+    Mutation(
+        "momentum-not-restarted",
+        "the optimizer is not re-created at a learning-rate decay (the reference schedule)",
+        (
+            (
+                "sklearn_greedy/_engine.py",
+                "if self.config.restart_on_decay and epoch and",
+                "if False and",
+            ),
+        ),
+        ("tests/test_engine.py",),
+    ),
+)
+
+
+def _apply(copy_root: Path, mutation: Mutation) -> bool:
+    """Edit the copy; False when a replacement does not match exactly once."""
+    for file, old, new in mutation.edits:
+        path = copy_root / file
+        text = path.read_text()
+        if text.count(old) != 1:
+            return False
+        path.write_text(text.replace(old, new))
+    return True
+
+
+def _run(mutation: Mutation, python: str) -> tuple[str, float]:
+    with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
+        copy_root = Path(tmp)
+        for name in ("sklearn_greedy", "tests", "benchmarks"):
+            shutil.copytree(ROOT / name, copy_root / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / "pyproject.toml", copy_root / "pyproject.toml")
+        if not _apply(copy_root, mutation):
+            return "stale", 0.0
+        env = dict(os.environ, PYTHONPATH=str(copy_root), PYTHONDONTWRITEBYTECODE="1")
+        start = time.perf_counter()
+        proc = subprocess.run(
+            [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutation.tests],
+            cwd=copy_root, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        seconds = time.perf_counter() - start
+        # exit 1: tests failed (caught); 0: all passed (survived); anything else: broken run
+        return {0: "SURVIVED", 1: "caught"}.get(proc.returncode, f"error {proc.returncode}"), seconds
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="*", help="names of the mutations to run")
+    parser.add_argument("--list", action="store_true", help="list the mutations and exit")
+    args = parser.parse_args(argv)
+    selected = [m for m in MUTATIONS if not args.only or m.name in args.only]
+    if args.list:
+        for m in selected:
+            print(f"{m.name:<26} {m.bug}")
+        return 0
+    print(f"{'mutation':<26} {'result':<9} {'s':>6}  bug")
+    outcomes = []
+    for mutation in selected:
+        outcome, seconds = _run(mutation, sys.executable)
+        outcomes.append(outcome)
+        print(f"{mutation.name:<26} {outcome:<9} {seconds:>6.1f}  {mutation.bug}", flush=True)
+    caught = outcomes.count("caught")
+    print(f"{caught} of {len(outcomes)} seeded bugs caught")
+    return 0 if caught == len(outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
