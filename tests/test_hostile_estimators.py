@@ -1,0 +1,146 @@
+"""Hostile input to the CNN estimator (issue 11): every case either works correctly or
+fails with a ValueError/TypeError that names its cause, before anything is half-fitted."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
+
+def _images(n=64, shape=(1, 8, 8), seed=0):
+    rng = np.random.RandomState(seed)
+    y = np.arange(n) % 2
+    X = rng.normal(size=(n, *shape)).astype(np.float32)
+    X[y == 1, :, :4] += 2.0
+    return X, y
+
+
+def _small(**params):
+    defaults = dict(n_layers=2, width=4, max_epochs=2, batch_size=16, random_state=0)
+    return GreedyLayerwiseCNNClassifier(**{**defaults, **params})
+
+
+def _assert_untouched(clf):
+    assert not hasattr(clf, "model_") and not hasattr(clf, "n_features_in_")
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        # combinations the parameter constraints cannot see, checked before training
+        (dict(n_layers=2, downsample_at=(2,)), ValueError, r"downsample_at=\(2,\).*n_layers=2"),
+        (dict(n_layers=40, downsample_at=tuple(range(40))), ValueError, "at most 3"),
+        (dict(n_layers=5, downsample_at=(1, 2, 3, 4)), ValueError, "downsamples 4 times"),
+        (dict(k=2, batch_size=1), ValueError, "batch_size=1 cannot train with BatchNorm"),
+        (dict(batch_norm=True, batch_size=1), ValueError, "batch_size=1"),
+        (dict(transform_layer=3), ValueError, "transform_layer=3 is out of range"),
+        (dict(transform_layer=0), ValueError, "transform_layer=0"),
+        (dict(transform_layer=-3), ValueError, "transform_layer=-3"),
+        (dict(transform_layer="2"), ValueError, "transform_layer"),
+        (dict(downsample_at=(0.5,)), ValueError, "downsample_at"),
+        (dict(downsample_at="first"), ValueError, "downsample_at"),
+        (dict(width=2**20, n_layers=2), ValueError, "convolution weights"),
+        (dict(normalize=(1.0,)), ValueError, "normalize"),
+        (dict(normalize=(0.0, 0.0)), ValueError, "positive stds"),
+        (dict(normalize=([0.0, 0.0], [1.0, 1.0, 1.0])), ValueError, "normalize"),
+        (dict(precision="fp16"), ValueError, "precision"),
+        (dict(n_threads=0), ValueError, "n_threads"),
+        (dict(class_weight="uniform"), ValueError, "class_weight"),
+        (dict(device="meta"), ValueError, "device='meta' cannot train"),
+        (dict(device="mps"), ValueError, "device='mps'"),
+        (dict(device="cuda:99"), ValueError, "device='cuda:99'"),
+        (dict(device="gpu"), ValueError, "device='gpu' is not a valid torch device"),
+        (dict(early_stopping=True, validation_fraction=0.99), ValueError, "pass X_val"),
+    ],
+)
+def test_bad_parameters_fail_at_fit_naming_the_cause(params, error, match):
+    X, y = _images()
+    clf = _small(**params)
+    if params.get("device") == "mps":
+        import torch
+
+        if torch.backends.mps.is_available():
+            pytest.skip("this machine has MPS")
+    with pytest.raises(error, match=match):
+        clf.fit(X, y)
+    _assert_untouched(clf)
+
+
+@pytest.mark.parametrize("lr", [1e30, 1e6])
+def test_divergence_is_an_error_not_a_nan_model(lr):
+    """lr=1e30 with one batch once returned NaN probabilities; lr=1e6 a model at chance
+    with a loss of 1e9: both must fail, and leave no model."""
+    X, y = _images(n=16)
+    X = X * 100
+    clf = _small(lr=lr, batch_size=16, max_epochs=3)
+    with pytest.raises(ValueError, match="diverged.*Lower lr"):
+        clf.fit(X, y)
+    _assert_untouched(clf)
+
+
+@pytest.mark.parametrize(
+    "mutate, error, match",
+    [
+        (lambda X: X.astype(np.float64) * 1e39, ValueError, "float32 range"),
+        (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.nan, X), ValueError, "NaN"),
+        (lambda X: np.where(np.arange(X.size).reshape(X.shape) == 5, np.inf, X), ValueError, "inf"),
+        (lambda X: X.astype(str), (TypeError, ValueError), "dtype|numbers|string"),
+        (lambda X: X[:, :, :, :, None], ValueError, "5-D"),
+        (lambda X: X[:0], ValueError, "0 sample"),
+        (lambda X: X.astype(complex), (TypeError, ValueError), "[Cc]omplex"),
+    ],
+)
+def test_bad_X_fails_naming_the_problem(mutate, error, match):
+    X, y = _images()
+    with pytest.raises(error, match=match):
+        _small().fit(mutate(X), y[: len(mutate(X))] if len(mutate(X)) else y[:0])
+
+
+def test_one_huge_value_at_predict_is_refused_not_mispredicted():
+    X, y = _images()
+    clf = _small().fit(X, y)
+    bad = X.astype(np.float64).copy()
+    bad[3, 0, 0, 0] = 1e39  # float32 would make it inf and predict classes_[0] silently
+    with pytest.raises(ValueError, match="float32 range"):
+        clf.predict(bad)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(sample_weight=np.ones(3)), "sample_weight|shape|samples"),
+        (dict(sample_weight=-np.ones(64)), "[Nn]egative"),
+        (dict(sample_weight=np.full(64, np.nan)), "NaN|infinity"),
+        (dict(X_val=np.zeros((4, 1, 8, 8)), y_val=[0, 1, 5, 0]), "y_val has labels absent"),
+        (dict(X_val=np.zeros((4, 1, 8, 8)), y_val=[0, 1]), "y_val must be 1-D with one label"),
+        (dict(X_val=np.zeros((4, 3, 8, 8)), y_val=[0, 1, 0, 1]), "X_val does not match X"),
+        (dict(y_val=[0, 1]), "given together"),
+    ],
+)
+def test_bad_fit_arguments_fail_naming_them(kwargs, match):
+    X, y = _images()
+    clf = _small()
+    with pytest.raises(ValueError, match=match):
+        clf.fit(X, y, **kwargs)
+    _assert_untouched(clf)
+
+
+def test_failed_refit_keeps_the_previous_model_whole():
+    X, y = _images()
+    clf = _small().fit(X, y)
+    before = clf.predict_proba(X)
+    with pytest.raises(ValueError):
+        clf.set_params(lr=1e30).fit(X * 100, y)
+    np.testing.assert_array_equal(clf.predict_proba(X), before)
+    assert clf.lr == 1e30  # parameters are the user's; fitted state is the old model's
+
+
+def test_an_interrupt_cannot_land_in_torch_lazy_imports():
+    """The optimizer's lazy import of torch._dynamo (and sympy) happens with the package
+    import, not inside the first fit, where a KeyboardInterrupt left it half imported."""
+    code = "import sys, sklearn_greedy; print('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
