@@ -3,10 +3,12 @@ fed to a linear model with the network fitted once.
 
 Usage::
 
-    python examples/grid_search.py
+    python examples/grid_search.py [--n-jobs 1]
 """
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 from sklearn.datasets import load_digits
@@ -20,13 +22,16 @@ from sklearn_greedy import GreedyLayerwiseCNNClassifier, LayerFeatures
 
 
 def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-jobs", type=int, default=1, help="parallel fits of the search")
+    args = parser.parse_args(argv)
     X, y = load_digits(return_X_y=True)
     X = X.reshape(-1, 1, 8, 8) / 16
     X_train, X_test, y_train, y_test = train_test_split(X, y, stratify=y, random_state=0)
 
     # 1. the network's own hyper-parameters: each grid point trains a network
     cnn = GreedyLayerwiseCNNClassifier(n_layers=2, max_epochs=8, random_state=0)
-    search = GridSearchCV(cnn, {"k": [1, 2], "width": [8, 16]}, cv=3, n_jobs=1)
+    search = GridSearchCV(cnn, {"k": [1, 2], "width": [8, 16]}, cv=3, n_jobs=args.n_jobs)
     search.fit(X_train, y_train)
     for params, score in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):
         print(f"{params}: cv accuracy {score:.4f}")

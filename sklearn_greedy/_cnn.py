@@ -137,8 +137,9 @@ class GreedyLayerwiseCNNClassifier(
     augment : bool, "crop", "flip" or "auto", default="auto"
         Random crop (zero padding by an eighth of the image side: 4 pixels at 32x32, as in
         the paper) and horizontal flip of the training batches. "auto" crops images of at
-        least 8x8 pixels and flips colour images of at least 16x16 (natural images; digits
-        and characters are not mirror invariant).
+        least 16x16 pixels and flips colour ones (natural images; digits and characters
+        are not mirror invariant). Without augmentation each layer's input is computed
+        once and cached.
     normalize : "data" or (mean, std), default="data"
         Input standardisation: per-channel mean and std of the training images, or fixed
         per-channel values in the units of X (the paper's CIFAR constants in

@@ -565,8 +565,10 @@ def make_augment(augment, image_shape):
         False: (False, False),
         "crop": (True, False),
         "flip": (False, True),
-        # translations suit any image; mirror images only natural colour ones
-        "auto": (min(h, w) >= 8, c == 3 and min(h, w) >= 16),
+        # small images (digits, tabular 1x1) lose too much to a shifted crop: on 8x8
+        # digits it cost accuracy (benchmarks/RESULTS.md); mirror images suit only
+        # natural colour ones
+        "auto": (min(h, w) >= 16, c == 3 and min(h, w) >= 16),
     }[augment]
     if not (crop or flip):
         return None
