@@ -37,7 +37,7 @@ from sklearn_greedy import GreedyLayerwiseCNNClassifier, layer_features
 from sklearn_greedy.datasets import load_image_folder, per_class_split
 
 
-def _pattern(kind: str, h: int, w: int, rng) -> np.ndarray:
+def _pattern(kind: str, h: int, w: int, rng, noise: float = 0.15) -> np.ndarray:
     """A noisy grey pattern in [0, 1] that identifies a synthetic class."""
     r, c = np.mgrid[0:h, 0:w] / max(h, w)
     period = rng.uniform(0.15, 0.3)
@@ -50,7 +50,7 @@ def _pattern(kind: str, h: int, w: int, rng) -> np.ndarray:
         "cross": ((np.abs(r - 0.5) < 0.1) | (np.abs(c - 0.5) < 0.1)) * 2.0 - 1,
         "ramp": 2 * c - 1,
     }[kind]
-    return np.clip(0.5 + 0.4 * base + 0.15 * rng.randn(h, w), 0, 1)
+    return np.clip(0.5 + 0.4 * base + noise * rng.randn(h, w), 0, 1)
 
 
 def make_demo_folders(root: str, n_per_class: int = 40, seed: int = 0) -> tuple[str, str]:
@@ -58,17 +58,19 @@ def make_demo_folders(root: str, n_per_class: int = 40, seed: int = 0) -> tuple[
     from PIL import Image
 
     rng = np.random.RandomState(seed)
+    # the target's patterns are new to the network and drowned in noise, with few
+    # training images per class: features that transfer show it, raw ones do not
     layout = {
-        "source": ("stripes", "bars", "checker", "diagonal"),
-        "target": ("disc", "cross", "ramp"),
+        "source": (("stripes", "bars", "checker", "diagonal"), 0.15),
+        "target": (("disc", "cross", "ramp", "checker", "diagonal"), 0.6),
     }
-    for split, classes in layout.items():
+    for split, (classes, noise) in layout.items():
         for name in classes:
             folder = os.path.join(root, split, name)
             os.makedirs(folder)
             for i in range(n_per_class):
                 h, w = rng.randint(20, 48, size=2)
-                grey = _pattern(name, h, w, rng)
+                grey = _pattern(name, h, w, rng, noise)
                 if i % 3 == 0:
                     image = Image.fromarray((255 * grey).astype(np.uint8), mode="L")
                 else:
@@ -127,6 +129,7 @@ def main(argv=None):
         if args.demo:
             args.source_dir, args.target_dir = make_demo_folders(tmp)
             args.size, args.width, args.n_layers, args.max_epochs = 16, 16, 3, 10
+            args.n_per_class, args.n_splits = 4, 5
         X_source, y_source = load_image_folder(args.source_dir, size=args.size)
         X_target, y_target = load_image_folder(args.target_dir, size=args.size)
     print(
