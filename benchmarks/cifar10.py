@@ -143,7 +143,8 @@ def main(argv=None):
         "--e2e-epochs",
         type=int,
         default=None,
-        help="epochs of the end-to-end baselines (default: --epochs)",
+        help="epochs of the end-to-end baselines (default: J x --epochs, the budget of "
+        "all greedy stages together, with the same schedule over it)",
     )
     parser.add_argument("--max-per-class", type=int, default=None, help="training subset")
     parser.add_argument("--test-max-per-class", type=int, default=None)
@@ -170,10 +171,11 @@ def main(argv=None):
         row, clf = fit_greedy(params, data, device)
         rows[f"greedy k={k} (J={params['n_layers']}, M={params['width']})"] = row
         if not args.no_baselines:
-            for name, r in end_to_end(
-                clf, params, data, device, args.e2e_epochs or args.epochs, args.seed
-            ).items():
-                rows[f"  {name} (k={k} final network)"] = r
+            # a fair budget: as many epochs as all the greedy stages together, the
+            # learning rate decayed at the same fractions of it
+            e2e_epochs = args.e2e_epochs or args.epochs * params["n_layers"]
+            for name, r in end_to_end(clf, params, data, device, e2e_epochs, args.seed).items():
+                rows[f"  {name}, {e2e_epochs} epochs (k={k} final network)"] = r
         print_table(rows)
     if args.table6:
         for kind in ("strided", "invertible", "avg", "max"):
