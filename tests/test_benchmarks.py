@@ -38,7 +38,7 @@ def test_cifar10_benchmark_runs_on_cpu(tmp_path, capsys):
     assert "greedy k=1 (J=5, M=5)" in out and "greedy k=3 (J=4, M=3)" in out
     # the end-to-end baselines get the budget of all greedy stages: J x 1 epochs
     assert "end-to-end, skorch, 4 epochs (k=3 final network)" in out
-    assert "end-to-end, plain loop, 5 epochs (k=1 final network)" in out
+    assert "end-to-end, plain PyTorch loop, 5 epochs (k=1 final network)" in out
 
 
 def test_stage_throughput_runs_on_cpu(capsys):
