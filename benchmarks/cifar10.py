@@ -9,6 +9,16 @@ baselines: the same final network, freshly initialised, trained jointly through 
 (as users would) and by a plain PyTorch loop. ``--table6`` adds the four downsampling
 operators for k=1 (App. C.1, Table 6).
 
+The rest of Sec. 4.3 and its follow-up, each behind a flag (``--configs ""`` runs them
+alone): ``--table1`` refits the last step of k=3 with a final auxiliary of another width
+(Table 1); ``--compression`` trains k=3, J=3, M=128 pruned to 64 after each layer, M~=128,
+20 fine-tuning epochs, M~_f=64, beside the paper's end-to-end baseline of the same network
+(5 convolutions of width 64, 120 epochs, lr decayed every 25); ``--vgg`` trains VGG-11
+greedily beside VGG-11 end to end with the same per-layer schedule (45 epochs at full
+scale); ``--decoupled`` trains k=3 sequentially and decoupled (all layers at once).
+Epoch counts scale with ``--epochs`` / 50 (VGG: / 45) and widths with ``--width-scale``;
+every row names the numbers it ran with.
+
 Usage::
 
     python benchmarks/cifar10.py --data-dir DIR                 # the paper's setting, GPU
@@ -22,12 +32,18 @@ DIR holds CIFAR-10 as python batches, an image folder, or the JPEG .tar.gz
 from __future__ import annotations
 
 import argparse
+import copy
 
 import numpy as np
 import torch
 from _common import accuracy, describe, peak_memory, pick_device, train_plain_loop
 
-from sklearn_greedy import GreedyLayerwiseCNNClassifier, cifar10_params
+from sklearn_greedy import (
+    GreedyLayerwiseCNNClassifier,
+    cifar10_params,
+    parameter_count,
+    vgg11_params,
+)
 from sklearn_greedy.datasets import load_cifar10
 from sklearn_greedy.nn import TrainTimeAugment, augment_crop_flip
 
@@ -120,17 +136,113 @@ def end_to_end(clf, params: dict, data, device, epochs: int, seed: int) -> dict:
     return rows
 
 
+def _scaled_width(value: int, args) -> int:
+    return max(1, round(value * args.width_scale))
+
+
+def _epochs(full: int, args, per: int = 50) -> int:
+    """``full`` epochs of the paper's schedule, scaled like --epochs against ``per``."""
+    return max(1, round(full * args.epochs / per))
+
+
+def _plain_end_to_end(clf, params: dict, data, device, epochs: int, lr_step: int, seed: int):
+    """The greedy model's final network, re-initialised, trained by a plain loop."""
+    X_train, y_train, X_test, y_test = data
+    network = clf.to_torch(pretrained=False, random_state=seed).to(device)
+    row: dict = {"params": sum(p.numel() for p in network.parameters())}
+    with peak_memory(device, row):
+        train_plain_loop(
+            network, torch.from_numpy(X_train).to(device),
+            torch.from_numpy(y_train.astype(np.int64)).to(device), epochs=epochs,
+            batch_size=params["batch_size"], lr=params["lr"], momentum=params["momentum"],
+            weight_decay=params["weight_decay"], lr_step=lr_step, lr_decay=params["lr_decay"],
+            augment=lambda b, g: augment_crop_flip(b, g, padding=4, flip=True), seed=seed,
+        )  # fmt: skip
+    row["final"] = accuracy(network, torch.from_numpy(X_test).to(device), y_test)
+    return row
+
+
+def table1_rows(args, data, device) -> dict:
+    """Table 1: k=3, then the last step refitted with final auxiliaries of other widths."""
+    X_train, y_train, X_test, y_test = data
+    params = scaled_params(3, args)
+    row, clf = fit_greedy(params, data, device)
+    row["params"] = parameter_count(clf)
+    fitted = clf.layer_specs_[-1].aux_width
+    rows = {f"Table 1: greedy k=3, M~_f={fitted} (fit)": row}
+    for width in args.final_aux_widths or [max(1, fitted // 4)]:
+        refit = copy.deepcopy(clf)
+        r: dict = {}
+        with peak_memory(device, r):
+            refit.refit_final_head(X_train, y_train, final_aux_width=width)
+        r["per_layer"] = [float(np.mean(p == y_test)) for p in refit.staged_predict(X_test)]
+        r["final"] = refit.score(X_test, y_test)
+        r["ensemble"] = refit.set_params(ensemble=True).score(X_test, y_test)
+        r["params"] = parameter_count(refit)
+        rows[f"Table 1: k=3, last step refitted, M~_f={width}"] = r
+    return rows
+
+
+def compression_rows(args, data, device) -> dict:
+    """Sec. 4.3 compression beside the paper's end-to-end baseline of the same network."""
+    M, kept = _scaled_width(128, args), _scaled_width(64, args)
+    fine = _epochs(20, args)
+    params = dict(
+        scaled_params(3, args), n_layers=3, width=M, aux_width=M, final_aux_width=kept,
+        downsample_at=(), prune_to=kept, prune_epochs=fine,
+    )  # fmt: skip
+    row, clf = fit_greedy(params, data, device)
+    row["params"] = parameter_count(clf)
+    name = f"compression: k=3 J=3 M={M}->{kept}, M~={M}, M~_f={kept}, {fine} fine-tune ep."
+    rows = {name: row}
+    epochs, lr_step = _epochs(120, args), _epochs(25, args)
+    e2e = _plain_end_to_end(clf, params, data, device, epochs, lr_step, args.seed)
+    rows[f"  end-to-end 5 conv x {kept}, {epochs} ep., lr step {lr_step}"] = e2e
+    return rows
+
+
+def vgg_rows(args, data, device) -> dict:
+    """VGG-11 (vgg11_bn, as the reference code) greedy, and end to end, same schedule."""
+    params = vgg11_params(batch_norm=True)
+    params.update(
+        width=_scaled_width(64, args), max_width=_scaled_width(512, args),
+        aux_width=_scaled_width(128, args), final_aux_width=_scaled_width(4096, args),
+        max_epochs=args.epochs, lr_step=_epochs(20, args, per=45), batch_size=128,
+        normalize=cifar10_params()["normalize"], image_shape=(3, 32, 32), device=args.device,
+        random_state=args.seed,
+    )  # fmt: skip
+    row, clf = fit_greedy(params, data, device)
+    row["params"] = parameter_count(clf)
+    widths = f"{params['width']}..{params['max_width']}, FC {params['final_aux_width']}"
+    rows = {f"VGG-11 greedy k=3 ({widths})": row}
+    e2e = _plain_end_to_end(clf, params, data, device, args.epochs, params["lr_step"], args.seed)
+    rows[f"  VGG-11 end to end, {args.epochs} epochs (the same schedule)"] = e2e
+    return rows
+
+
+def decoupled_rows(args, data, device) -> dict:
+    """k=3 trained sequentially (the paper) and decoupled (all layers at once)."""
+    rows = {}
+    for mode in ("sequential", "decoupled"):
+        params = dict(scaled_params(3, args), training=mode)
+        row, clf = fit_greedy(params, data, device)
+        row["params"] = parameter_count(clf)
+        rows[f"k=3 {mode} (J={params['n_layers']}, M={params['width']})"] = row
+    return rows
+
+
 def print_table(rows: dict) -> None:
     print(
-        f"\n{'model':<52} {'per-layer test accuracy':<36} {'final':>7} {'ens.':>7} "
-        f"{'seconds':>8} {'peak MiB':>9}"
+        f"\n{'model':<64} {'per-layer test accuracy':<36} {'final':>7} {'ens.':>7} "
+        f"{'seconds':>8} {'peak MiB':>9} {'params':>10}"
     )
     for name, r in rows.items():
         per_layer = " ".join(f"{a:.3f}" for a in r.get("per_layer", []))
         ens = f"{r['ensemble']:.4f}" if "ensemble" in r else "-"
+        params = r.get("params", "-")
         print(
-            f"{name:<52} {per_layer:<36} {r['final']:>7.4f} {ens:>7} "
-            f"{r['seconds']:>8.1f} {r['peak_mib']:>9.0f}"
+            f"{name:<64} {per_layer:<36} {r['final']:>7.4f} {ens:>7} "
+            f"{r['seconds']:>8.1f} {r['peak_mib']:>9.0f} {params:>10}"
         )
 
 
@@ -151,6 +263,14 @@ def main(argv=None):
     parser.add_argument("--width-scale", type=float, default=1.0)
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--table6", action="store_true", help="downsampling operators, k=1")
+    parser.add_argument("--table1", action="store_true", help="k=3, final auxiliary refit")
+    parser.add_argument(
+        "--final-aux-widths", type=int, nargs="*", default=None,
+        help="M~_f of the --table1 refits (default: a quarter of the fitted one)",
+    )  # fmt: skip
+    parser.add_argument("--compression", action="store_true", help="Sec. 4.3 compression")
+    parser.add_argument("--vgg", action="store_true", help="VGG-11 greedy vs end to end")
+    parser.add_argument("--decoupled", action="store_true", help="k=3 decoupled vs sequential")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -166,7 +286,7 @@ def main(argv=None):
     print(describe(device))
 
     rows = {}
-    for k in (int(v) for v in args.configs.split(",")):
+    for k in (int(v) for v in args.configs.split(",") if v.strip()):
         params = scaled_params(k, args)
         row, clf = fit_greedy(params, data, device)
         rows[f"greedy k={k} (J={params['n_layers']}, M={params['width']})"] = row
@@ -182,6 +302,14 @@ def main(argv=None):
             params = dict(scaled_params(1, args), downsample=kind)
             rows[f"Table 6: k=1, downsample={kind}"] = fit_greedy(params, data, device)[0]
         print_table(rows)
+    sections = (
+        (args.table1, table1_rows), (args.compression, compression_rows),
+        (args.vgg, vgg_rows), (args.decoupled, decoupled_rows),
+    )  # fmt: skip
+    for wanted, make_rows in sections:
+        if wanted:
+            rows.update(make_rows(args, data, device))
+            print_table(rows)
 
 
 if __name__ == "__main__":

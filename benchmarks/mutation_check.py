@@ -136,7 +136,8 @@ MUTATIONS = (
             (
                 "sklearn_greedy/_cnn_network.py",
                 "        for layer in self.layers:\n            x = layer(x)\n        return x",
-                "        for layer in self.layers[:-1]:\n            x = layer(x)\n        return x",
+                "        for layer in self.layers[:-1]:\n"
+                "            x = layer(x)\n        return x",
             ),
         ),
         ("tests/test_mechanisms.py",),
@@ -195,7 +196,9 @@ def _run(mutation: Mutation, python: str) -> tuple[str, float]:
     with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
         copy_root = Path(tmp)
         for name in ("sklearn_greedy", "tests", "benchmarks"):
-            shutil.copytree(ROOT / name, copy_root / name, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                ROOT / name, copy_root / name, ignore=shutil.ignore_patterns("__pycache__")
+            )
         shutil.copy(ROOT / "pyproject.toml", copy_root / "pyproject.toml")
         if not _apply(copy_root, mutation):
             return "stale", 0.0
@@ -207,7 +210,9 @@ def _run(mutation: Mutation, python: str) -> tuple[str, float]:
         )  # fmt: skip
         seconds = time.perf_counter() - start
         # exit 1: tests failed (caught); 0: all passed (survived); anything else: broken run
-        return {0: "SURVIVED", 1: "caught"}.get(proc.returncode, f"error {proc.returncode}"), seconds
+        return {0: "SURVIVED", 1: "caught"}.get(
+            proc.returncode, f"error {proc.returncode}"
+        ), seconds
 
 
 def main(argv=None) -> int:

@@ -115,7 +115,9 @@ def main(argv=None):
     for name in jobs:
         cells = []
         for times in runs.values():
-            cells.append(f"{times[name]:>14.2f} {times[name] / times['MLPClassifier (digits)']:>6.1f}x")
+            cells.append(
+                f"{times[name]:>14.2f} {times[name] / times['MLPClassifier (digits)']:>6.1f}x"
+            )
         print(f"{name:<36} " + " ".join(cells))
     for (job, n), score in sorted(scores.items()):
         print(f"{job} test accuracy with {n} thread(s): {score:.4f}")

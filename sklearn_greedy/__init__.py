@@ -11,6 +11,7 @@ Probing tools (per-layer features, separability probes) and plots live beside th
 
 from ._cnn import GreedyLayerwiseCNNClassifier
 from ._cnn_presets import cifar10_params
+from ._cnn_variants import parameter_count
 from ._implicit import (
     EndToEndImplicitClassifier,
     EndToEndImplicitRegressor,
@@ -19,6 +20,7 @@ from ._implicit import (
 )
 from ._plotting import LayerPCADisplay, LayerwiseTrainingDisplay, SeparabilityDisplay
 from ._probing import LayerFeatures, layer_features, separability_scores
+from ._vgg import vgg11_params
 
 __all__ = [
     "EndToEndImplicitClassifier",
@@ -32,7 +34,9 @@ __all__ = [
     "SequentialImplicitRegressor",
     "cifar10_params",
     "layer_features",
+    "parameter_count",
     "separability_scores",
+    "vgg11_params",
 ]
 
 __version__ = "0.1.0.dev0"

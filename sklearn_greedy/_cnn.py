@@ -24,12 +24,12 @@ from ._cnn_inference import LayerwiseCNNInference
 from ._cnn_modules import DOWNSAMPLE_KINDS, layer_plan, make_augment, make_stem
 from ._cnn_network import (
     LayerwiseNetwork,
-    build_stage,
     channel_stats,
     check_plan,
     check_warm_start,
     layer_shapes,
 )
+from ._cnn_variants import CNNVariantsMixin
 from ._engine import StageData, StageResult, TrainingConfig, batched_apply, train_stage
 from ._utils import (
     PRECISIONS,
@@ -39,9 +39,10 @@ from ._utils import (
     resolve_device,
     resolve_precision,
     restore_on_failure,
-    torch_seeded,
 )
 from ._validation import (
+    POSITIVE_INT,
+    IntInterval,
     check_downsample_at,
     check_image_shape,
     check_layer,
@@ -56,7 +57,10 @@ from ._validation import (
 
 # Parameters that shape the network: a warm start must keep them, since the fitted
 # layers were built with them.
-_ARCHITECTURE = ("k", "width", "aux_width", "downsample", "input_downsample", "normalize")
+_ARCHITECTURE = (
+    "k", "width", "aux_width", "downsample", "input_downsample", "normalize", "max_width",
+    "aux_downsample",
+)  # fmt: skip
 
 
 @dataclass
@@ -68,6 +72,8 @@ class _Stages:
     seed: int
     augment: object
     device: torch.device
+    trained: list = field(default_factory=list)  # width of each layer before compression
+    pruning: dict = field(default_factory=dict)  # what compressing layer j did
 
 
 @dataclass
@@ -79,10 +85,16 @@ class _Growth:
     scores: list[float] = field(default_factory=list)
     widths: list[int] = field(default_factory=list)
     first_new: int = 0
+    pruning: list = field(default_factory=list)
 
 
 class GreedyLayerwiseCNNClassifier(
-    LayerwiseCNNInference, GreedyTrainingMixin, ClassifierMixin, TransformerMixin, BaseEstimator
+    LayerwiseCNNInference,
+    CNNVariantsMixin,
+    GreedyTrainingMixin,
+    ClassifierMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """A CNN trained greedily, one layer at a time, with auxiliary classifiers.
 
@@ -105,7 +117,16 @@ class GreedyLayerwiseCNNClassifier(
         doubles with the network's width. None uses ``width``. Unused when ``k=1``.
     final_aux_width : int or None, default=None
         Width ``M~_f`` of the last layer's auxiliary classifier, which becomes part of the
-        final model. None follows ``aux_width``.
+        final model (with ``final_aux="vgg"``: its hidden width, None for 4096). None
+        follows ``aux_width``. :meth:`refit_final_head` changes it after a fit.
+    final_aux : {"conv", "vgg"}, default="conv"
+        The last auxiliary: like the others, or VGG's classifier (max-pool, 7x7 average,
+        two hidden fully connected layers); see :func:`vgg11_params`.
+    max_width : int or None, default=None
+        Cap on the layers' widths as they double (VGG: 512); the auxiliary widths keep
+        their ratio to their layer's width.
+    aux_downsample : {"avg", "max"} or None, default=None
+        2x2 pooling before the auxiliary convolutions (VGG-11 variant, Sec. 4.3).
     downsample : {"invertible", "avg", "max", "strided"}, default="invertible"
         The downsampling operator ``P_j``: invertible 2x2 space-to-depth (Dinh et al.,
         2017), average pooling, max pooling, or a stride-2 convolution (App. C.1).
@@ -118,7 +139,19 @@ class GreedyLayerwiseCNNClassifier(
         Apply an invertible downsampling to the input image first (Fig. 1).
     batch_norm : bool or "auto", default="auto"
         BatchNorm after each convolution and before the heads' linear layer. "auto"
-        follows the paper: off for ``k=1``, on for ``k>1``.
+        follows the paper: off for ``k=1``, on for ``k>1``; "aux": in the heads only.
+    prune_to : int, float, list or None, default=None
+        Layerwise compression (Sec. 4.3): right after training, each layer keeps this many
+        filters (a float: this fraction of its width; a list: an int or None per layer),
+        ranked by the Taylor criterion of Molchanov et al. (2016); its auxiliary head is
+        then fine-tuned and the next layer built on the reduced width. See ``pruning_``.
+    prune_epochs : int or None, default=None
+        Epochs of that fine-tuning (paper: 20); None uses ``max_epochs``.
+    training : {"sequential", "decoupled"}, default="sequential"
+        "decoupled" trains all layers at once on the same batches, each with its own loss
+        and optimizer and its input detached (Belilovsky et al., 2020); keep-best and
+        early stopping then follow the last layer and act on all together; an interrupt
+        keeps the previous model. A warm start trains the new layers together.
     max_epochs : int, default=12
         Epochs per layer.
     batch_size : int, default=64
@@ -231,6 +264,12 @@ class GreedyLayerwiseCNNClassifier(
     layer_scores_ : ndarray of shape (n_layers_fitted_,)
         Training accuracy of each layer's auxiliary classifier, in eval mode on the
         training data without augmentation.
+    pruning_ : list of dict or None
+        Per layer, None or its compression: ``trained_width``, ``kept_channels``,
+        ``scores`` (Taylor), ``score_before`` and ``score_pruned`` (training accuracy of
+        its head before and right after pruning) and the fine-tuning ``history``.
+    final_refit_ : dict
+        Set by :meth:`refit_final_head`: ``(before, after)`` pairs.
     device_ : torch.device
         Device the model was trained on.
     precision_ : str
@@ -268,7 +307,13 @@ class GreedyLayerwiseCNNClassifier(
         "downsample": [StrOptions(set(DOWNSAMPLE_KINDS))],
         "downsample_at": ["array-like", StrOptions({"auto"})],
         "input_downsample": ["boolean"],
-        "batch_norm": ["boolean", StrOptions({"auto"})],
+        "batch_norm": ["boolean", StrOptions({"auto", "aux"})],
+        "final_aux": [StrOptions({"conv", "vgg"})],
+        "max_width": [POSITIVE_INT, None],
+        "aux_downsample": [StrOptions({"avg", "max"}), None],
+        "prune_to": [POSITIVE_INT, Interval(Real, 0, 1, closed="right"), "array-like", None],
+        "prune_epochs": [IntInterval(0, None, closed="left"), None],
+        "training": [StrOptions({"sequential", "decoupled"})],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -304,10 +349,16 @@ class GreedyLayerwiseCNNClassifier(
         width=64,
         aux_width=None,
         final_aux_width=None,
+        final_aux="conv",
+        max_width=None,
+        aux_downsample=None,
         downsample="invertible",
         downsample_at="auto",
         input_downsample=False,
         batch_norm="auto",
+        prune_to=None,
+        prune_epochs=None,
+        training="sequential",
         max_epochs=12,
         batch_size=64,
         lr=0.1,
@@ -339,6 +390,12 @@ class GreedyLayerwiseCNNClassifier(
         self.width = width
         self.aux_width = aux_width
         self.final_aux_width = final_aux_width
+        self.final_aux = final_aux
+        self.max_width = max_width
+        self.aux_downsample = aux_downsample
+        self.prune_to = prune_to
+        self.prune_epochs = prune_epochs
+        self.training = training
         self.downsample = downsample
         self.downsample_at = downsample_at
         self.input_downsample = input_downsample
@@ -403,7 +460,7 @@ class GreedyLayerwiseCNNClassifier(
         )
         check_min_samples(X)
         classes, y_enc = encode_classes(y)
-        plan = self._checked_plan(image_shape)
+        plan, trained = self._checked_plan(image_shape)
         continuing = self.warm_start and "model_" in previous
         if continuing:
             check_warm_start(
@@ -424,9 +481,11 @@ class GreedyLayerwiseCNNClassifier(
         data = self._stage_data(X, y_enc, weights, X_val, y_val, classes, image_shape, device, seed)
         growth = self._start(previous if continuing else None, data, device)
         stages = _Stages(plan, len(classes), seed, make_augment(self.augment, image_shape), device)
+        stages.trained = trained
+        grow = self._grow_decoupled if self.training == "decoupled" else self._grow
         widest = max(spec.out_channels for spec in plan) * image_shape[1] * image_shape[2]
         with self._runtime(device, n_values=self.batch_size * widest):
-            self._grow(growth, stages, data)
+            grow(growth, stages, data)
         return self._fitted_attributes(growth, classes, image_shape, device, plan)
 
     def _checked_plan(self, image_shape):
@@ -443,8 +502,9 @@ class GreedyLayerwiseCNNClassifier(
             in_channels, self.n_layers, self.width, self.downsample, downsample_at,
             self.aux_width, self.final_aux_width,
         )  # fmt: skip
+        plan = self._variant_plan(plan)
         check_plan(plan, image_shape, input_downsample=self.input_downsample)
-        return plan
+        return self._prune_plan(plan)  # (shapes after compression, widths trained at)
 
     def _stage_data(self, X, y_enc, weights, X_val, y_val, classes, image_shape, device, seed):
         """Training and validation tensors on the device."""
@@ -474,6 +534,7 @@ class GreedyLayerwiseCNNClassifier(
             growth.results = self._previous_stage_results(previous)
             growth.scores = list(previous["layer_scores_"])
             growth.widths = list(previous["layer_widths_"])
+            growth.pruning = list(previous.get("pruning_", [None] * len(growth.widths)))
             growth.first_new = len(growth.widths)
         else:
             mean, std = self._input_stats(data.X)
@@ -507,15 +568,13 @@ class GreedyLayerwiseCNNClassifier(
             growth.model.heads.append(head)
             growth.widths.append(stages.plan[j].out_channels)
             growth.results.append(result)
+            growth.pruning.append(stages.pruning.get(j))
             growth.scores.append(self._layer_accuracy(growth.model, data))
             self._report_layer(j, growth, result)
 
     def _train_layer(self, model: LayerwiseNetwork, stages: _Stages, j: int, data: StageData):
         """Layer ``j`` and its auxiliary head trained on the frozen ``model`` (Alg. 1)."""
-        with torch_seeded(derive_seed(stages.seed, 1, j)):
-            layer, head = build_stage(
-                stages.plan[j], stages.n_classes, self.k, self._use_batch_norm()
-            )
+        layer, head = self._build_step(stages, j)
         stage = nn.Sequential(layer, head).to(stages.device)
         result = train_stage(
             stage,
@@ -527,6 +586,7 @@ class GreedyLayerwiseCNNClassifier(
             augment=stages.augment,
         )
         stage.eval().requires_grad_(False)
+        layer, head = self._compress_step(model, stages, j, data, layer, head)
         return layer, head, result
 
     def _report_layer(self, j: int, growth: _Growth, result: StageResult) -> None:
@@ -558,6 +618,7 @@ class GreedyLayerwiseCNNClassifier(
             "layer_widths_": growth.widths,
             "layer_shapes_": layer_shapes(growth.model, image_shape, device),
             "layer_specs_": plan[: len(growth.widths)],
+            "pruning_": growth.pruning,
             "architecture_": self._architecture(),
             "n_layers_fitted_": len(growth.widths),
         }
@@ -576,7 +637,7 @@ class GreedyLayerwiseCNNClassifier(
 
     def _architecture(self) -> dict:
         params = {name: getattr(self, name) for name in _ARCHITECTURE}
-        params["batch_norm"] = self._use_batch_norm()
+        params["batch_norm"] = "aux" if self.batch_norm == "aux" else self._use_batch_norm()
         if params["aux_width"] is None:
             params["aux_width"] = self.width
         return params

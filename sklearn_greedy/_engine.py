@@ -399,7 +399,9 @@ class StageTrainer:
                 xb = self.prefix(xb)  # without augmentation, data.X is already the features
             out = self.model(xb)
             loss = float(self.loss_fn(out, yb))
-        worst = max([loss] + self.result.loss_curve)
+        # what is judged is the model returned: a spike the stage recovered from, or a late
+        # blow-up that keep-best stepped back from, leaves a usable model
+        worst = loss
         limit = _DIVERGENCE_FACTOR * max(self._initial_loss, 1e-3)
         if not (bool(torch.isfinite(out).all()) and math.isfinite(loss) and worst <= limit):
             raise TrainingDivergedError(

@@ -27,6 +27,7 @@ from ._cnn_modules import (
     layer_plan,
     reset_parameters,
 )
+from ._vgg import PooledAuxiliaryClassifier, VGGClassifier, vgg11_state_dict
 
 __all__ = [
     "DOWNSAMPLE_KINDS",
@@ -36,8 +37,11 @@ __all__ = [
     "GreedyLayer",
     "InvertibleDownsample",
     "LayerSpec",
+    "PooledAuxiliaryClassifier",
     "TrainTimeAugment",
+    "VGGClassifier",
     "augment_crop_flip",
     "layer_plan",
     "reset_parameters",
+    "vgg11_state_dict",
 ]

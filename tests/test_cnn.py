@@ -473,5 +473,5 @@ def test_uint8_images_stay_uint8_and_predict_like_floats():
     clf32 = _small(augment=True).fit(X8.astype(np.float32), y)
     np.testing.assert_allclose(clf8.predict_proba(X8), clf32.predict_proba(X8), rtol=1e-5)
     np.testing.assert_allclose(
-        clf8.model_.stem[0].mean.flatten(), [X8.astype(np.float64).mean()], rtol=1e-5
+        clf8.model_.stem[-1].mean.flatten(), [X8.astype(np.float64).mean()], rtol=1e-5
     )

@@ -208,7 +208,9 @@ def test_sample_weight_zero_removes_samples(data):
     keep = y != 2
     weighted = _small(max_epochs=3).fit(X, y, sample_weight=keep.astype(float))
     # class 2 carries no weight: the loss never asks for it, so it is (almost) never predicted
-    assert np.mean(weighted.predict(X) == 2) < np.mean(_small(max_epochs=3).fit(X, y).predict(X) == 2)
+    assert np.mean(weighted.predict(X) == 2) < np.mean(
+        _small(max_epochs=3).fit(X, y).predict(X) == 2
+    )
 
 
 def test_class_weight_balanced_and_bad_weights(data):
@@ -230,7 +232,9 @@ def test_decision_function_agrees_with_predict(fitted, data):
     binary = _small().fit(X[y < 2], y[y < 2])
     margin = binary.decision_function(X[y < 2])
     assert margin.shape == ((y < 2).sum(),)
-    np.testing.assert_array_equal(binary.classes_[(margin > 0).astype(int)], binary.predict(X[y < 2]))
+    np.testing.assert_array_equal(
+        binary.classes_[(margin > 0).astype(int)], binary.predict(X[y < 2])
+    )
 
 
 # ---------------------------------------------------------------------- verbose, exports

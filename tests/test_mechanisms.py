@@ -48,8 +48,10 @@ def test_estimator_passes_its_schedule_to_the_engine(monkeypatch):
         return real(*args, config=config, **kwargs)
 
     monkeypatch.setattr(cnn_module, "train_stage", spy)
-    params = dict(lr=0.03, lr_decay=0.5, lr_step=1, momentum=0.7, weight_decay=1e-3,
-                  keep_best=False, n_iter_no_change=3, tol=0.01, batch_size=16, max_epochs=3)  # fmt: skip
+    params = dict(
+        lr=0.03, lr_decay=0.5, lr_step=1, momentum=0.7, weight_decay=1e-3, keep_best=False,
+        n_iter_no_change=3, tol=0.01, batch_size=16, max_epochs=3,
+    )  # fmt: skip
     clf = _small(**params).fit(*_images())
     for config in configs:
         for name, value in params.items():

@@ -41,7 +41,9 @@ def _api(name):
     ours = [k for k in cls.__mro__ if k.__module__.startswith("sklearn_greedy")]
     methods = sorted(
         m
-        for m in {m for k in ours for m, v in vars(k).items() if callable(v) or isinstance(v, classmethod)}
+        for m in {
+            m for k in ours for m, v in vars(k).items() if callable(v) or isinstance(v, classmethod)
+        }
         if not m.startswith("_") and not _ROUTING.fullmatch(m)
     )
     return {

@@ -1,0 +1,249 @@
+"""Greedy variants on CPU, measured in one run (issue 10): decoupled vs sequential training,
+layerwise compression and the final-head refit, on digits and a CIFAR-10 subset.
+
+What it checks (PASS/MISS lines at the end):
+
+- decoupled accuracy within 1 point of sequential (test accuracy, mean over seeds);
+- decoupled wall time no more than sequential's at equal epochs per layer, and at most
+  0.75x of it for J >= 3 with augmentation (median fit time over the seeds; the two
+  modes alternate, after a warm-up fit of each, so that they share the machine's load;
+  torch runs one thread (``--threads``): on a shared 2-core machine, two OpenMP threads
+  wait on each other whenever another process holds a core, which made fits 5x slower at
+  random in trials; the time of the training epochs alone and the CPU time are printed
+  beside the wall time);
+- the compressed model has the target widths and loses at most 1 point against the same
+  network trained without compression at the same epochs per layer (the compressed one
+  also fine-tunes each head after pruning, which is cheap: the head alone);
+- the refit changes only the last layer and its head (every earlier tensor identical).
+
+Usage::
+
+    python benchmarks/greedy_variants.py                          # digits only
+    python benchmarks/greedy_variants.py --data-dir ../shared/data/cifar-10-jpeg \\
+        --cifar-per-class 200 --cifar-epochs 3                     # + a CIFAR-10 subset
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from _common import describe
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+
+from sklearn_greedy import (
+    GreedyLayerwiseCNNClassifier,
+    cifar10_params,
+    parameter_count,
+)
+
+MODES = ("sequential", "decoupled")
+
+
+class Report:
+    """Rows of the table and the checks against the issue's targets."""
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+        self.checks: list[tuple[bool, str]] = []
+
+    def row(self, data, variant, params, accuracy, seconds=float("nan"), train=float("nan")):
+        augment = params.get("augment", "auto")
+        self.rows.append((data, variant, params["n_layers"], augment, accuracy, seconds, train))
+        print(f"  {data}: {variant}: accuracy {accuracy:.4f}", flush=True)
+
+    def check(self, ok: bool, text: str):
+        self.checks.append((bool(ok), text))
+
+    def print(self):
+        print(
+            f"\n{'data':<22} {'variant':<48} {'J':>2} {'augment':>8} {'test acc':>9} "
+            f"{'fit s':>7} {'train s':>7}"
+        )
+        for data, variant, J, augment, acc, secs, train in self.rows:
+            secs, train = ("-" if np.isnan(v) else f"{v:.1f}" for v in (secs, train))
+            print(
+                f"{data:<22} {variant:<48} {J:>2} {augment!s:>8} {acc:>9.4f} {secs:>7} {train:>7}"
+            )
+        print()
+        for ok, text in self.checks:
+            print(f"{'PASS' if ok else 'MISS'}  {text}")
+
+
+def fit_timed(params: dict, data):
+    X_train, y_train, X_test, y_test = data
+    clf = GreedyLayerwiseCNNClassifier(**params)
+    start, cpu = time.perf_counter(), time.process_time()
+    clf.fit(X_train, y_train)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    # the training epochs alone (decoupled: one shared clock, the same in every history)
+    histories = clf.history_[:1] if params.get("training") == "decoupled" else clf.history_
+    train = sum(record["seconds"] for history in histories for record in history)
+    return clf, {"wall": seconds, "cpu": cpu, "train": train}, clf.score(X_test, y_test)
+
+
+def decoupled_vs_sequential(report: Report, name: str, params: dict, data, seeds: int):
+    """Both modes at equal epochs per layer, alternating, after a warm-up fit of each."""
+    for mode in MODES:
+        fit_timed(dict(params, training=mode, max_epochs=1, random_state=0), data)
+    acc = {mode: [] for mode in MODES}
+    times = {mode: [] for mode in MODES}
+    for seed in range(seeds):
+        for mode in MODES:
+            _, timing, score = fit_timed(dict(params, training=mode, random_state=seed), data)
+            acc[mode].append(score)
+            times[mode].append(timing)
+    median = {
+        mode: {key: statistics.median(t[key] for t in times[mode]) for key in times[mode][0]}
+        for mode in MODES
+    }
+    for mode in MODES:
+        m = median[mode]
+        report.row(name, mode, params, np.mean(acc[mode]), m["wall"], m["train"])
+    gap = 100 * (np.mean(acc["decoupled"]) - np.mean(acc["sequential"]))
+    ratio, cpu_ratio, train_ratio = (
+        median["decoupled"][key] / median["sequential"][key] for key in ("wall", "cpu", "train")
+    )
+    J, augment = params["n_layers"], params.get("augment", "auto")
+    # "auto" does not augment images under 16x16 (digits)
+    limit = 0.75 if J >= 3 and augment not in (False, "auto") else 1.0
+    report.check(gap >= -1.0, f"{name}: decoupled within 1 point of sequential: {gap:+.2f}")
+    report.check(
+        ratio <= limit,
+        f"{name}: decoupled time <= {limit}x sequential (J={J}, augment={augment}): "
+        f"{ratio:.2f}x wall ({cpu_ratio:.2f}x CPU, {train_ratio:.2f}x training epochs alone)",
+    )
+
+
+def compression(report: Report, name: str, params: dict, target: int, fine: int, data, seeds):
+    """The compressed network beside the same one trained without compression."""
+    kinds = {"uncompressed": {}, "compressed": dict(prune_to=target, prune_epochs=fine)}
+    acc = {kind: [] for kind in kinds}
+    widths, size = {}, {}
+    for seed in range(seeds):
+        for kind, extra in kinds.items():
+            clf, _, score = fit_timed(dict(params, random_state=seed, **extra), data)
+            acc[kind].append(score)
+            widths[kind], size[kind] = clf.layer_widths_, parameter_count(clf)
+    for kind in kinds:
+        variant = f"{kind}: widths {widths[kind]}, {size[kind]} params"
+        report.row(name, variant, params, np.mean(acc[kind]))
+    gap = 100 * (np.mean(acc["compressed"]) - np.mean(acc["uncompressed"]))
+    expected = [target] * params["n_layers"]
+    report.check(
+        widths["compressed"] == expected,
+        f"{name}: compressed widths are the targets: {widths['compressed']}",
+    )
+    report.check(gap >= -1.0, f"{name}: compressed within 1 point of uncompressed: {gap:+.2f}")
+
+
+def refit(report: Report, name: str, params: dict, final_aux_width: int, data):
+    X_train, y_train, X_test, y_test = data
+    clf, _, before = fit_timed(params, data)
+    modules = list(clf.model_.layers) + list(clf.model_.heads)
+    saved = [{k: v.clone() for k, v in m.state_dict().items()} for m in modules]
+    clf.refit_final_head(X_train, y_train, final_aux_width=final_aux_width)
+    after = clf.score(X_test, y_test)
+    J = len(clf.model_.layers)
+    modules = list(clf.model_.layers) + list(clf.model_.heads)
+    earlier = [i for i in range(2 * J) if i not in (J - 1, 2 * J - 1)]
+    same = all(
+        torch.equal(value, saved[i][key])
+        for i in earlier
+        for key, value in modules[i].state_dict().items()
+    )
+    retrained = any(
+        not torch.equal(value, saved[J - 1][key])
+        for key, value in modules[J - 1].state_dict().items()
+    )
+    (w0, w1), (n0, n1) = clf.final_refit_["final_aux_width"], clf.final_refit_["n_params"]
+    report.row(name, f"fit:   M~_f={w0}, {n0} params", params, before)
+    report.row(name, f"refit: M~_f={w1}, {n1} params", params, after)
+    report.check(
+        same and retrained,
+        f"{name}: refit changes only the last layer and head (earlier identical: {same}, "
+        f"last layer retrained: {retrained})",
+    )
+
+
+def cifar_params(k: int, epochs: int, scale: float) -> dict:
+    params = cifar10_params(k)
+    params.update(max_epochs=epochs, lr_step=max(1, round(15 * epochs / 50)), device="cpu")
+    params["width"] = max(1, round(params["width"] * scale))
+    if params.get("aux_width"):
+        params["aux_width"] = max(1, round(params["aux_width"] * scale))
+    return params
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=None, help="CIFAR-10; without it digits only")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds on digits")
+    parser.add_argument("--digits-epochs", type=int, default=12)
+    parser.add_argument("--cifar-per-class", type=int, default=200)
+    parser.add_argument("--cifar-test-per-class", type=int, default=100)
+    parser.add_argument("--cifar-epochs", type=int, default=3, help="per layer (paper: 50)")
+    parser.add_argument("--cifar-seeds", type=int, default=2)
+    parser.add_argument("--width-scale", type=float, default=0.125, help="CIFAR widths")
+    parser.add_argument(
+        "--compression-width-scale", type=float, default=0.25, help="CIFAR, compression rows"
+    )
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of every fit")
+    args = parser.parse_args(argv)
+    print(describe(torch.device("cpu")))
+    report = Report()
+
+    X, y = load_digits(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, stratify=y, random_state=0)
+    digits = (X_train, y_train, X_test, y_test)
+    epochs = args.digits_epochs
+    base = dict(image_shape=(1, 8, 8), max_epochs=epochs, device="cpu", n_threads=args.threads)
+    print(f"digits: {len(X_train)} train / {len(X_test)} test; {epochs} epochs per layer")
+    for name, params in (
+        ("digits k=1 M=64", dict(base, n_layers=3)),
+        ("digits k=1 M=64 crop", dict(base, n_layers=3, augment="crop")),
+        ("digits k=1 M=32 crop", dict(base, n_layers=5, width=32, augment="crop")),
+    ):
+        decoupled_vs_sequential(report, name, params, digits, args.seeds)
+    simcnn = dict(base, n_layers=3, k=3, width=32, aux_width=32, final_aux_width=16)
+    simcnn["downsample_at"] = ()
+    fine = max(1, round(0.4 * epochs))  # the paper's 20 fine-tuning epochs per 50
+    compression(report, "digits k=3 M=32->16", simcnn, 16, fine, digits, args.seeds)
+    refit_params = dict(base, n_layers=3, k=3, aux_width=64, random_state=0)
+    refit(report, "digits k=3 M~=64", refit_params, 16, digits)
+
+    if args.data_dir:
+        from sklearn_greedy.datasets import load_cifar10
+
+        per_class, test_per_class = args.cifar_per_class, args.cifar_test_per_class
+        X_train, y_train = load_cifar10(args.data_dir, "train", max_per_class=per_class)
+        X_test, y_test = load_cifar10(args.data_dir, "test", max_per_class=test_per_class)
+        cifar = (X_train, y_train, X_test, y_test)
+        scale, epochs = args.width_scale, args.cifar_epochs
+        print(
+            f"CIFAR-10 subset: {len(X_train)} train / {len(X_test)} test; {epochs} epochs per "
+            f"layer (paper: 50), widths x{scale} of the paper's (compression: "
+            f"x{args.compression_width_scale}), crop and flip"
+        )
+        k1, k3 = (dict(cifar_params(k, epochs, scale), n_threads=args.threads) for k in (1, 3))
+        decoupled_vs_sequential(
+            report, f"cifar k=1 J=5 M={k1['width']}", k1, cifar, args.cifar_seeds
+        )
+        decoupled_vs_sequential(
+            report, f"cifar k=3 J=4 M={k3['width']}", k3, cifar, args.cifar_seeds
+        )
+        width = max(2, round(128 * args.compression_width_scale))
+        comp = dict(k3, n_layers=3, width=width, aux_width=width, final_aux_width=width // 2)
+        comp["downsample_at"] = ()
+        fine = max(1, round(20 * epochs / 50))
+        name = f"cifar k=3 M={width}->{width // 2}"
+        compression(report, name, comp, width // 2, fine, cifar, args.cifar_seeds)
+    report.print()
+
+
+if __name__ == "__main__":
+    main()
