@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
@@ -23,14 +22,21 @@ from ._base import GreedyTrainingMixin
 from ._cnn_inference import LayerwiseCNNInference
 from ._cnn_modules import DOWNSAMPLE_KINDS, layer_plan, make_augment, make_stem
 from ._cnn_network import (
+    FitStages as _Stages,
+)
+from ._cnn_network import (
+    GrowingNetwork as _Growth,
+)
+from ._cnn_network import (
     LayerwiseNetwork,
     channel_stats,
     check_plan,
     check_warm_start,
+    last_head_accuracy,
     layer_shapes,
 )
 from ._cnn_variants import CNNVariantsMixin
-from ._engine import StageData, StageResult, TrainingConfig, batched_apply, train_stage
+from ._engine import StageData, StageResult, TrainingConfig, train_stage
 from ._utils import (
     PRECISIONS,
     base_seed,
@@ -43,6 +49,7 @@ from ._utils import (
 from ._validation import (
     POSITIVE_INT,
     IntInterval,
+    as_device_tensor,
     check_downsample_at,
     check_image_shape,
     check_layer,
@@ -50,9 +57,9 @@ from ._validation import (
     check_normalize,
     check_training_weights,
     encode_classes,
-    encode_validation_targets,
     split_validation,
     validate_images,
+    validate_validation_set,
 )
 
 # Parameters that shape the network: a warm start must keep them, since the fitted
@@ -61,31 +68,6 @@ _ARCHITECTURE = (
     "k", "width", "aux_width", "downsample", "input_downsample", "normalize", "max_width",
     "aux_downsample",
 )  # fmt: skip
-
-
-@dataclass
-class _Stages:
-    """What every layer's stage of one fit is built from."""
-
-    plan: list
-    n_classes: int
-    seed: int
-    augment: object
-    device: torch.device
-    trained: list = field(default_factory=list)  # width of each layer before compression
-    pruning: dict = field(default_factory=dict)  # what compressing layer j did
-
-
-@dataclass
-class _Growth:
-    """The network being grown by a fit, and what each layer's training left."""
-
-    model: LayerwiseNetwork
-    results: list[StageResult] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    widths: list[int] = field(default_factory=list)
-    first_new: int = 0
-    pruning: list = field(default_factory=list)
 
 
 class GreedyLayerwiseCNNClassifier(
@@ -507,25 +489,17 @@ class GreedyLayerwiseCNNClassifier(
         return self._prune_plan(plan)  # (shapes after compression, widths trained at)
 
     def _stage_data(self, X, y_enc, weights, X_val, y_val, classes, image_shape, device, seed):
-        """Training and validation tensors on the device."""
+        """Training and validation tensors on the device: ``X_val, y_val`` when given,
+        else a split of the training data with ``early_stopping``."""
         if X_val is not None or y_val is not None:
-            if X_val is None or y_val is None:
-                raise ValueError("X_val and y_val must be given together.")
-            try:
-                X_val, _ = validate_images(self, X_val, reset=False, image_shape=image_shape)
-            except ValueError as exc:
-                raise ValueError(f"X_val does not match X: {exc}") from exc
-            y_val = encode_validation_targets(y_val, classes, n_samples=X_val.shape[0])
+            X_val, y_val = validate_validation_set(self, X_val, y_val, classes, image_shape)
         elif self.early_stopping:
             X, X_val, y_enc, y_val, weights = split_validation(
                 X, y_enc, weights, self.validation_fraction, derive_seed(seed, 0) % (2**31)
             )
             check_min_samples(X)
-
-        def tensor(a):
-            return None if a is None else torch.from_numpy(np.ascontiguousarray(a)).to(device)
-
-        return StageData(tensor(X), tensor(y_enc), tensor(X_val), tensor(y_val), tensor(weights))
+        arrays = (X, y_enc, X_val, y_val, weights)
+        return StageData(*(None if a is None else as_device_tensor(a, device) for a in arrays))
 
     def _start(self, previous, data: StageData, device) -> _Growth:
         """The network to grow: the previous fit's (warm start) or a fresh stem."""
@@ -624,12 +598,7 @@ class GreedyLayerwiseCNNClassifier(
         }
 
     def _layer_accuracy(self, model: LayerwiseNetwork, data: StageData) -> float:
-        """Accuracy of the last trained layer's head on the un-augmented training data."""
-        depth = len(model.layers)
-        out = batched_apply(
-            lambda batch: model.head_logits(batch, depth), data.X, self._eval_batch_size()
-        )
-        return float((out.argmax(1) == data.y).float().mean())
+        return last_head_accuracy(model, data, self._eval_batch_size())
 
     # ------------------------------------------------------------------ settings
     def _use_batch_norm(self) -> bool:

@@ -8,12 +8,14 @@ training stage, plan-check a network before any training, and combine the heads'
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import nn
 
 from ._cnn_modules import AuxiliaryClassifier, GreedyLayer, LayerSpec
+from ._engine import StageResult, batched_apply
 
 
 class LayerwiseNetwork(nn.Module):
@@ -47,6 +49,38 @@ class LayerwiseNetwork(nn.Module):
         """Logits of layer ``depth``'s (1-based) auxiliary classifier."""
         *_, h = self.per_layer(x, depth)
         return self.heads[depth - 1](h)
+
+
+@dataclass
+class FitStages:
+    """What every layer's stage of one fit is built from."""
+
+    plan: list
+    n_classes: int
+    seed: int
+    augment: object
+    device: torch.device
+    trained: list = field(default_factory=list)  # width of each layer before compression
+    pruning: dict = field(default_factory=dict)  # what compressing layer j did
+
+
+@dataclass
+class GrowingNetwork:
+    """The network being grown by a fit, and what each layer's training left."""
+
+    model: LayerwiseNetwork
+    results: list[StageResult] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    widths: list[int] = field(default_factory=list)
+    first_new: int = 0
+    pruning: list = field(default_factory=list)
+
+
+def last_head_accuracy(model: LayerwiseNetwork, data, batch_size: int) -> float:
+    """Accuracy of the last trained layer's head on ``data`` (un-augmented, eval mode)."""
+    depth = len(model.layers)
+    out = batched_apply(lambda batch: model.head_logits(batch, depth), data.X, batch_size)
+    return float((out.argmax(1) == data.y).float().mean())
 
 
 def build_stage(spec: LayerSpec, n_classes: int, k: int, batch_norm: bool):

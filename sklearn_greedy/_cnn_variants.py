@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
 from ._cnn_modules import AuxiliaryClassifier, GreedyLayer, make_augment
-from ._cnn_network import layer_shapes
+from ._cnn_network import FitStages, layer_shapes
 from ._compression import (
     channels_to_keep,
     count_parameters,
@@ -224,7 +224,6 @@ class CNNVariantsMixin:
         return self
 
     def _refit_final(self, X, y, final_aux_width, sample_weight, X_val, y_val) -> dict:
-        from ._cnn import _Stages  # the estimator's module imports this one
 
         for name, value in self._architecture().items():
             if value != self.architecture_[name]:
@@ -249,7 +248,7 @@ class CNNVariantsMixin:
         trained = [spec.out_channels for spec in plan]
         if self.pruning_[j] is not None:
             trained[j] = self.pruning_[j]["trained_width"]
-        stages = _Stages(plan, len(self.classes_), seed, make_augment(self.augment, image_shape),
+        stages = FitStages(plan, len(self.classes_), seed, make_augment(self.augment, image_shape),
                          device, trained=trained)  # fmt: skip
         old = copy.deepcopy(self.model_).to(device)
         model = copy.deepcopy(old)

@@ -236,6 +236,25 @@ def check_training_weights(sample_weight, class_weight, X, y_enc, classes):
     return weights.astype(np.float32)
 
 
+def validate_validation_set(estimator, X_val, y_val, classes, image_shape):
+    """``fit``'s ``X_val, y_val``: given together, images like X's, labels among ``classes``.
+
+    Returns ``X_val`` as validated images and ``y_val`` as class codes.
+    """
+    if X_val is None or y_val is None:
+        raise ValueError("X_val and y_val must be given together.")
+    try:
+        X_val, _ = validate_images(estimator, X_val, reset=False, image_shape=image_shape)
+    except ValueError as exc:
+        raise ValueError(f"X_val does not match X: {exc}") from exc
+    return X_val, encode_validation_targets(y_val, classes, n_samples=X_val.shape[0])
+
+
+def as_device_tensor(array, device) -> torch.Tensor:
+    """A (contiguous) numpy array as a tensor on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+
 def encode_validation_targets(y_val, classes, *, n_samples: int) -> np.ndarray:
     """``y_val`` as codes of the training ``classes``; unseen labels are refused."""
     y_val = np.asarray(as_array_like(y_val))
