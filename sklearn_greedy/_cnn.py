@@ -18,9 +18,10 @@ from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_
 from sklearn.utils._param_validation import Interval, StrOptions
 from torch import nn
 
+from ._augment import make_augment
 from ._base import GreedyTrainingMixin
 from ._cnn_inference import LayerwiseCNNInference
-from ._cnn_modules import DOWNSAMPLE_KINDS, layer_plan, make_augment, make_stem
+from ._cnn_modules import DOWNSAMPLE_KINDS, layer_plan, make_stem
 from ._cnn_network import (
     FitStages as _Stages,
 )

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
-from ._cnn_modules import AuxiliaryClassifier, GreedyLayer, make_augment
+from ._augment import make_augment
+from ._cnn_modules import AuxiliaryClassifier, GreedyLayer
 from ._cnn_network import FitStages, layer_shapes
 from ._compression import (
     channels_to_keep,

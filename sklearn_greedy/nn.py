@@ -14,6 +14,7 @@ Examples
 torch.Size([2, 10])
 """
 
+from ._augment import TrainTimeAugment, augment_crop_flip
 from ._cnn_modules import (
     DOWNSAMPLE_KINDS,
     AuxiliaryClassifier,
@@ -22,8 +23,6 @@ from ._cnn_modules import (
     GreedyLayer,
     InvertibleDownsample,
     LayerSpec,
-    TrainTimeAugment,
-    augment_crop_flip,
     layer_plan,
     reset_parameters,
 )

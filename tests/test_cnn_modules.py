@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sklearn_greedy._cnn_modules import (
+from sklearn_greedy.nn import (
     AuxiliaryClassifier,
     GreedyLayer,
     InvertibleDownsample,

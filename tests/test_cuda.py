@@ -26,7 +26,7 @@ from sklearn_greedy import (
     SequentialImplicitClassifier,
     SequentialImplicitRegressor,
 )
-from sklearn_greedy._cnn_modules import augment_crop_flip
+from sklearn_greedy.nn import augment_crop_flip
 from sklearn_greedy._engine import StageData, TrainingConfig, train_stage
 
 pytestmark = [
