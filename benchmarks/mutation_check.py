@@ -167,6 +167,32 @@ MUTATIONS = (
         ("tests/test_engine.py",),
     ),
     Mutation(
+        "triangular-check-removed",
+        "forward substitution accepts an A that is not upper block triangular",
+        (
+            (
+                "sklearn_greedy/_implicit_model.py",
+                "if np.any(block[:, : rows.start]) or np.any(",
+                "if False and np.any(",
+            ),
+        ),
+        ("tests/test_implicit.py",),
+    ),
+    Mutation(
+        "fixed-point-not-solved",
+        "forward substitution drops the state intercept: its states do not solve x = phi(Ax+Bu+b)",
+        (
+            (
+                "sklearn_greedy/_implicit_model.py",
+                "def forward_substitution(",
+                "def forward_substitution(*args, state_intercept=None, **kwargs):\n"
+                "    return _forward_substitution(*args, **kwargs)\n\n\n"
+                "def _forward_substitution(",
+            ),
+        ),
+        ("tests/test_implicit.py",),
+    ),
+    Mutation(
         "momentum-not-restarted",
         "the optimizer is not re-created at a learning-rate decay (the reference schedule)",
         (
