@@ -68,6 +68,50 @@ def activation_torch(activation: str):
     }[activation]
 
 
+def activation_derivative(activation: str, z: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """``phi'(z)`` element-wise, given ``h = phi(z)`` (numpy); 0 at the ReLU kink."""
+    _check_activation(activation)
+    if activation == "relu":
+        return (z > 0).astype(z.dtype)
+    if activation == "leaky_relu":
+        return np.where(z > 0, 1.0, LEAKY_RELU_SLOPE)
+    if activation == "tanh":
+        return 1.0 - h * h
+    return h * (1.0 - h)
+
+
+def standardise_columns(X: np.ndarray, *, max_score: float | None = None):
+    """Mean and scale of each column, computed without overflow: ``(mean, scale)``.
+
+    A column around 1e200 has a mean of 1e200 and a variance beyond float64 (1e400): each
+    column is divided by its largest magnitude before the moments are taken, so the scale
+    is exact at any magnitude. A constant column gets the scale 1. With ``max_score``,
+    no scale is below ``max |x - mean| / max_score``: a feature that is almost constant
+    on the training data (an image border pixel) does not become values of hundreds of
+    standard deviations on the few samples where it is not constant. Each column's scale
+    depends on that column only, so features in different units do not interact.
+    """
+    X = np.asarray(X)
+    if X.shape[0] == 0:
+        return np.zeros(X.shape[1]), np.ones(X.shape[1])
+    size = np.max(np.abs(X), axis=0).astype(np.float64)
+    size = np.where(np.isfinite(size) & (size > 0), size, 1.0)
+    if np.all(size < 1e150):  # no overflow possible: moments in float64 directly
+        mean = np.mean(X, axis=0, dtype=np.float64)
+        scale = np.std(X, axis=0, dtype=np.float64)
+        deviation = np.max(np.abs(X - mean), axis=0) if max_score else None
+    else:
+        Xs = X / size
+        mean_s = Xs.mean(axis=0)
+        mean, scale = mean_s * size, np.sqrt(np.mean((Xs - mean_s) ** 2, axis=0)) * size
+        deviation = np.max(np.abs(Xs - mean_s), axis=0) * size if max_score else None
+    # a spread below float64's resolution of the column's magnitude is rounding noise
+    scale = np.where(scale > 1e-12 * np.abs(mean), scale, 0.0)
+    if max_score:
+        scale = np.where(scale > 0, np.maximum(scale, deviation / max_score), 0.0)
+    return mean, np.where(scale > 0, scale, 1.0)
+
+
 def block_sizes(n_states: int, n_blocks: int) -> list[int]:
     """Partition ``n_states`` into ``n_blocks`` blocks (Algorithm 1, step 1).
 
@@ -156,18 +200,34 @@ def fixed_point_iteration(
     """Solve ``x = phi(A x + B u + b)`` for every row ``u`` of ``U`` by the iteration of
     Theorem 1 (``x(0) = 0``); returns the states as rows, shape ``(n_samples, n)``.
 
-    Raises ValueError when ``A`` is not certified well-posed, and RuntimeError when the
-    iteration has not converged after ``max_iter`` steps.
+    The tolerance is relative, per sample: a row has converged when its last step moved
+    no entry by more than ``tol * max(1, max_k |x_k|)``. A sample with large inputs (and
+    so large states) needs no more steps than any other, and converged rows stop
+    iterating.
+
+    Raises ValueError when ``A`` is not certified well-posed, and RuntimeError when some
+    row has not converged after ``max_iter`` steps.
     """
     check_well_posed(A, activation)
+    A = np.asarray(A, dtype=np.float64)
     drive = _drive(U, B, state_intercept)
     X = np.zeros((drive.shape[0], A.shape[0]))
+    active = np.arange(drive.shape[0])
     for _ in range(max_iter):
-        X_new = activation_numpy(activation, X @ A.T + drive)
-        if np.max(np.abs(X_new - X), initial=0.0) <= tol:
-            return X_new
-        X = X_new
-    raise RuntimeError(f"the fixed-point iteration did not converge in {max_iter} steps.")
+        if active.size == 0:
+            return X
+        X_old = X[active]
+        X_new = activation_numpy(activation, X_old @ A.T + drive[active])
+        X[active] = X_new
+        step = np.max(np.abs(X_new - X_old), axis=1, initial=0.0)
+        size = np.maximum(np.max(np.abs(X_new), axis=1, initial=0.0), 1.0)
+        active = active[~(step <= tol * size)]
+    if active.size == 0:
+        return X
+    raise RuntimeError(
+        f"the fixed-point iteration did not converge in {max_iter} steps for "
+        f"{active.size} of {drive.shape[0]} samples."
+    )
 
 
 def _check_structure(A: np.ndarray, sizes: list[int], activation: str) -> np.ndarray:
@@ -258,18 +318,26 @@ def ridge_lstsq(F: np.ndarray, Y: np.ndarray, alpha: float = 0.0) -> tuple[np.nd
     """Least squares for output weights with an unpenalised intercept (problem (11)).
 
     Minimises ``||Y - F W^T - c||_F^2 + alpha ||W||_F^2`` over ``W (q, d)`` and ``c (q,)``.
-    The data are centred to take out the intercept, and the ridge term is written as
-    ``sqrt(alpha) I`` rows appended to ``F``, so that scipy's SVD-based ``lstsq`` solves
-    it without forming the squared-condition normal equations.
+    The data are centred to take out the intercept. With ``alpha > 0`` the normal
+    equations are positive definite and solved by Cholesky (``d`` is the number of
+    states, small); ``alpha = 0`` uses an SVD-based solver, which also handles
+    rank-deficient ``F``.
     """
     F = np.asarray(F, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     f_mean, y_mean = F.mean(axis=0), Y.mean(axis=0)
     Fc, Yc = F - f_mean, Y - y_mean
+    d = F.shape[1]
+    if d == 0:
+        return np.zeros((Y.shape[1], 0)), y_mean
     if alpha > 0:
-        d = F.shape[1]
-        Fc = np.vstack([Fc, np.sqrt(alpha) * np.eye(d)])
-        Yc = np.vstack([Yc, np.zeros((d, Y.shape[1]))])
+        gram = Fc.T @ Fc
+        gram[np.diag_indices(d)] += alpha
+        try:
+            W = scipy.linalg.solve(gram, Fc.T @ Yc, assume_a="pos").T
+            return W, y_mean - W @ f_mean
+        except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+            pass
     W, *_ = scipy.linalg.lstsq(Fc, Yc, lapack_driver="gelsd")
     W = W.T
     return W, y_mean - W @ f_mean
@@ -278,17 +346,18 @@ def ridge_lstsq(F: np.ndarray, Y: np.ndarray, alpha: float = 0.0) -> tuple[np.nd
 class BlockModule(nn.Module):
     """Block ``i``'s trainable subproblem (7): new states and the re-fit output head.
 
-    Its input is the fixed ``[x_1, ..., x_{i-1}, u]`` (``n_prev`` previous states, then
-    the inputs); it returns the outputs ``sum_j C_j x_j + c``. ``weight``/``bias`` are
-    ``[A_{i,1..i-1}, B_i]`` and the state intercept; ``head_prev`` (the re-fit
+    Its input is the fixed ``[u, x_1, ..., x_{i-1}]`` (the inputs, then ``n_prev``
+    previous states: the states of later blocks are appended to the same array without
+    copying the inputs); it returns the outputs ``sum_j C_j x_j + c``. ``hidden`` holds
+    ``[B_i, A_{i,1..i-1}]`` and the state intercept; ``head_prev`` (the re-fit
     ``C_1..C_{i-1}``) starts at its previous value and ``head_new`` (``C_i``) at zero, so
     the block starts exactly at the previous block's loss.
     """
 
     def __init__(self, n_prev: int, n_inputs: int, n_new: int, n_outputs: int, activation):
         super().__init__()
-        self.n_prev = n_prev
-        self.hidden = nn.Linear(n_prev + n_inputs, n_new)
+        self.n_prev, self.n_inputs = n_prev, n_inputs
+        self.hidden = nn.Linear(n_inputs + n_prev, n_new)
         with warnings.catch_warnings():
             # block 1 has no previous states: an empty head, which torch warns about
             warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
@@ -303,34 +372,20 @@ class BlockModule(nn.Module):
         return self.activation(self.hidden(F))
 
     def forward(self, F: torch.Tensor) -> torch.Tensor:
-        return self.head_prev(F[:, : self.n_prev]) + self.head_new(self.states(F))
+        return self.head_prev(F[:, self.n_inputs :]) + self.head_new(self.states(F))
 
+    def block_weights(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(W, b)`` in float64 with ``W``'s columns in the order ``[x_1..x_{i-1}, u]``."""
+        weight = self.hidden.weight.detach().cpu().double().numpy()
+        W = np.hstack([weight[:, self.n_inputs :], weight[:, : self.n_inputs]])
+        return W, self.hidden.bias.detach().cpu().double().numpy()
 
-class ProfiledBlockModule(nn.Module):
-    """Block ``i``'s states for the squared loss with the head eliminated (variable
-    projection): returns ``[x_1, ..., x_{i-1}, x_i]``, and :func:`profiled_squared_loss`
-    puts the exact least-squares ``C_1..C_i`` on top, so the optimiser searches over the
-    hidden weights ``[A_{i,:}, B_i]`` only. Same minimisers as subproblem (10)."""
-
-    def __init__(self, hidden: nn.Linear, n_prev: int, activation):
-        super().__init__()
-        self.hidden = hidden
-        self.n_prev = n_prev
-        self.activation = activation
-
-    def forward(self, F: torch.Tensor) -> torch.Tensor:
-        return torch.cat([F[:, : self.n_prev], self.activation(self.hidden(F))], dim=1)
-
-
-def profiled_predictions(S: torch.Tensor, target: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Predictions ``S C + c`` with ``(C, c)`` the ridge least-squares fit of ``target``
-    on the batch (intercept unpenalised, penalty ``alpha * batch size``). Differentiable."""
-    S_mean, t_mean = S.mean(dim=0), target.mean(dim=0)
-    Sc, tc = S - S_mean, target - t_mean
-    d = S.shape[1]
-    gram = Sc.T @ Sc + alpha * S.shape[0] * torch.eye(d, device=S.device, dtype=S.dtype)
-    C = torch.linalg.solve(gram, Sc.T @ tc)
-    return Sc @ C + t_mean
+    def head(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(C_1..C_i, c)`` in float64."""
+        C = torch.cat([self.head_prev.weight, self.head_new.weight], dim=1)
+        return C.detach().cpu().double().numpy(), (
+            self.head_prev.bias.detach().cpu().double().numpy()
+        )
 
 
 class DenseImplicitModule(nn.Module):

@@ -26,8 +26,8 @@ from sklearn_greedy import (
     SequentialImplicitClassifier,
     SequentialImplicitRegressor,
 )
-from sklearn_greedy.nn import augment_crop_flip
 from sklearn_greedy._engine import StageData, TrainingConfig, train_stage
+from sklearn_greedy.nn import augment_crop_flip
 
 pytestmark = [
     pytest.mark.cuda,

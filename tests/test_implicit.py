@@ -1,4 +1,7 @@
-"""Tests of the implicit models: the math (_implicit_model) and the estimators (_implicit)."""
+"""Tests of the implicit models: the math (_implicit_model), the block solvers
+(_implicit_solvers) and the estimators' training (_implicit, _implicit_sequential).
+The scikit-learn API details (transformers, parameters, numerics) are in
+test_implicit_api.py."""
 
 import pickle
 import warnings
@@ -17,8 +20,9 @@ from sklearn_greedy import (
     SequentialImplicitClassifier,
     SequentialImplicitRegressor,
 )
-from sklearn_greedy import _implicit as implicit_module
+from sklearn_greedy import _implicit_sequential as sequential_module
 from sklearn_greedy._implicit_model import (
+    activation_numpy,
     add_self_loops,
     block_sizes,
     check_well_posed,
@@ -81,10 +85,22 @@ def test_forward_substitution_equals_fixed_point_iteration(activation):
     X_sub = forward_substitution(A, B, U, activation, sizes, state_intercept=b)
     X_fp = fixed_point_iteration(A, B, U, activation, state_intercept=b)
     np.testing.assert_allclose(X_sub, X_fp, rtol=1e-10, atol=1e-10)
-    # and it is a fixed point
+    # and it solves the model's equation x = phi(A x + B u + b), row by row
     np.testing.assert_allclose(
-        X_sub, forward_substitution(A, B, U, activation, sizes, state_intercept=b)
+        X_sub, activation_numpy(activation, X_sub @ A.T + U @ B.T + b), rtol=1e-10, atol=1e-12
     )
+
+
+def test_a_non_triangular_A_is_refused():
+    """Forward substitution is exact only for an upper block triangular A: a coupling
+    from a later block back to an earlier one (below the diagonal) is refused."""
+    sizes = block_sizes(6, 3)
+    A, B, b = _random_strict(sizes, 1)
+    U = np.random.RandomState(3).randn(4, 1)
+    forward_substitution(A, B, U, "tanh", sizes, state_intercept=b)  # strict: fine
+    A[5, 0] = 0.5
+    with pytest.raises(ValueError, match="not upper block triangular"):
+        forward_substitution(A, B, U, "tanh", sizes, state_intercept=b)
 
 
 def test_pf_eigenvalue_and_well_posedness():
@@ -132,10 +148,17 @@ def test_ridge_lstsq_is_exact():
     np.testing.assert_allclose((Fc.T @ Fc + 3.0 * np.eye(5)) @ W.T, Fc.T @ Yc, atol=1e-10)
 
 
-def test_alternating_least_squares_step_is_exact():
+@pytest.mark.parametrize("solver", ["alternating", "lm"])
+def test_least_squares_head_is_exact(solver):
     X, y = _regression()
     reg = SequentialImplicitRegressor(
-        n_states=6, n_blocks=3, solver="alternating", n_alternating_iter=2, alpha=0.0, **FAST
+        n_states=6,
+        n_blocks=3,
+        solver=solver,
+        n_alternating_iter=2,
+        alpha=0.0,
+        select_blocks=False,
+        **FAST,
     ).fit(X, y)
     states = reg.transform(X)
     sol, *_ = np.linalg.lstsq(np.column_stack([states, np.ones(len(X))]), y, rcond=None)
@@ -160,7 +183,10 @@ def test_project_rows_l1():
 @parametrize_with_checks(
     [
         SequentialImplicitRegressor(n_states=6, n_blocks=2, **FAST),
-        SequentialImplicitRegressor(n_states=6, n_blocks=3, solver="alternating", **FAST),
+        SequentialImplicitRegressor(
+            n_states=6, n_blocks=3, solver="alternating", n_alternating_iter=1, **FAST
+        ),
+        SequentialImplicitRegressor(n_states=6, n_blocks=2, solver="adam", **FAST),
         SequentialImplicitClassifier(n_states=6, n_blocks=2, **FAST),
         EndToEndImplicitRegressor(n_states=6, **FAST),
         EndToEndImplicitClassifier(n_states=6, **FAST),
@@ -192,6 +218,9 @@ def test_exported_matrices_structure_and_reproduce_predict():
     np.testing.assert_allclose(reg.transform(X), x, rtol=1e-9, atol=1e-12)
     assert reg.predict(X).shape == (len(X), 2)
     assert len(reg.history_) == 4 and all("train_loss" in r for r in reg.history_[0])
+    # the blocks after n_blocks_used_ get zero output weights, the others do not
+    used = sum(reg.block_sizes_[: reg.n_blocks_used_])
+    assert reg.C_[:, -used:].any() and not reg.C_[:, : reg.C_.shape[1] - used].any()
 
 
 @pytest.mark.parametrize("Est", [SequentialImplicitRegressor, SequentialImplicitClassifier])
@@ -211,10 +240,12 @@ def test_self_loops_model_predicts_as_strict_model(Est):
     np.testing.assert_array_equal(loops.predict(X), strict.predict(X))
 
 
-@pytest.mark.parametrize("solver", ["adam", "alternating"])
+@pytest.mark.parametrize("solver", ["lm", "adam", "alternating"])
 def test_training_loss_does_not_rise_from_block_to_block(solver):
     X, y = _regression(n=200)
-    reg = SequentialImplicitRegressor(n_states=10, n_blocks=5, solver=solver, **FAST).fit(X, y)
+    reg = SequentialImplicitRegressor(
+        n_states=10, n_blocks=5, solver=solver, select_blocks=False, **FAST
+    ).fit(X, y)
     losses = [np.mean((pred - y) ** 2) for pred in reg.staged_predict(X)]
     assert len(losses) == 5
     assert all(b <= a * (1 + 1e-9) for a, b in zip(losses, losses[1:]))
@@ -229,8 +260,10 @@ def test_transform_blocks_probes_first_blocks():
     full = reg.transform(X)
     reg.set_params(transform_blocks=2)
     np.testing.assert_allclose(reg.transform(X), full[:, 3:])
+    reg.set_params(transform_blocks=-2)  # negative counts from the end: blocks 1 and 2
+    np.testing.assert_allclose(reg.transform(X), full[:, 3:])
     reg.set_params(transform_blocks=4)
-    with pytest.raises(ValueError, match="transform_blocks=4 exceeds the 3 fitted blocks"):
+    with pytest.raises(ValueError, match="transform_blocks=4 is out of range"):
         reg.transform(X)
 
 
@@ -244,8 +277,8 @@ def test_classifier_proba_and_staged_predict():
     assert clf.score(X, labels) > 0.8
     staged = list(clf.staged_predict(X))
     assert len(staged) == 4 and set(staged[0]) <= {"a", "b", "c"}
-    with pytest.raises(ValueError, match="solver"):
-        SequentialImplicitClassifier(solver="alternating").fit(X, labels)
+    with pytest.raises(TypeError, match="solver"):
+        SequentialImplicitClassifier(solver="alternating")
 
 
 def test_pickle_round_trip_and_determinism():
@@ -294,14 +327,14 @@ def test_early_stopping_uses_validation_scores():
 
 
 def _interrupt_in_block(monkeypatch, block):
-    real = implicit_module.train_stage
+    real = sequential_module.lm_block
 
-    def fake(*args, config, **kwargs):
-        if config.label == f"block {block}":
+    def fake(*args, label, **kwargs):
+        if label == f"block {block}":
             raise KeyboardInterrupt
-        return real(*args, config=config, **kwargs)
+        return real(*args, label=label, **kwargs)
 
-    monkeypatch.setattr(implicit_module, "train_stage", fake)
+    monkeypatch.setattr(sequential_module, "lm_block", fake)
 
 
 def test_keyboard_interrupt_keeps_finished_blocks_and_warm_start_resumes(monkeypatch):
@@ -388,6 +421,7 @@ def test_interrupt_in_first_block_leaves_estimator_untouched(monkeypatch):
         ({}, np.ones((3, 2)), np.ones(4), ValueError, "inconsistent numbers of samples"),
         ({}, np.ones(3), np.ones(3), ValueError, "Expected 2D array, got 1D array"),
         ({}, np.ones((3, 2, 2)), np.ones(3), ValueError, "Found array with dim 3"),
+        ({"transform_blocks": 0}, None, None, ValueError, "transform_blocks=0 is out of range"),
         ({}, np.ones((3, 2)), np.ones((3, 2, 2)), ValueError, "Found array with dim 3"),
         ({}, np.ones((1, 2)), np.ones(1), ValueError, "n_samples=1"),
         ({}, [["a", "b"], ["c", "d"]], [1.0, 2.0], ValueError, "could not convert"),

@@ -1,0 +1,327 @@
+"""What the implicit estimators share: targets, input scaling, validation data, inference.
+
+Input scaling. Inputs are standardised (and regression targets too) before training; the
+affine maps are folded into the exported matrices, so ``A_``, ``B_``, ``C_``, ``D_`` with the
+intercepts ``state_intercept_`` and ``intercept_`` reproduce :meth:`predict` on raw inputs:
+
+    x = phi(A_ x + B_ u + state_intercept_),    y = C_ x + D_ u + intercept_.
+
+The intercepts are not in the paper's model; they are the paper's model on the input
+augmented by a constant 1 (``[B_ | state_intercept_]`` and ``[D_ | intercept_]``).
+``D_`` is zero (Assumption 2). The moments are computed without overflow at any
+magnitude (a column around 1e200 is standardised like any other).
+"""
+
+from __future__ import annotations
+
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from scipy.special import log_softmax, softmax
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.utils import TransformerTags
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._base import GreedyTrainingMixin
+from ._engine import TrainingConfig, accuracy_sum, negative_squared_error_sum
+from ._implicit_model import ACTIVATIONS, standardise_columns
+from ._utils import default_threads, derive_seed, restore_on_failure
+from ._validation import (
+    as_array_like,
+    encode_classes,
+    encode_validation_targets,
+    split_validation,
+)
+
+#: No standardised training input lies further than this many scales from its mean: a
+#: nearly constant feature (an image border pixel) would otherwise become values of
+#: hundreds of standard deviations on the few samples where it is not constant.
+INPUT_MAX_SCORE = 10.0
+
+
+# ---------------------------------------------------------------------------------------
+# targets: what differs between regression and classification, written once
+# ---------------------------------------------------------------------------------------
+
+
+class _RegressionTarget:
+    """Squared loss on standardised targets; y of shape (n,) or (n, q)."""
+
+    _score_fn = staticmethod(negative_squared_error_sum)
+    _squared_loss = True
+
+    def _validate_fit_data(self, X, y):
+        X, y = validate_data(
+            self,
+            as_array_like(X),
+            as_array_like(y),
+            reset=True,
+            multi_output=True,
+            y_numeric=True,
+            dtype=[np.float64, np.float32],
+        )
+        Y = np.asarray(y, dtype=np.float64)
+        info = {"y_ndim": Y.ndim}
+        Y = Y.reshape(Y.shape[0], -1)
+        info["y_mean"], info["y_scale"] = standardise_columns(Y)
+        return X, Y, info
+
+    def _targets(self, Y, info):
+        """(float64 standardised targets, number of outputs)."""
+        return (Y - info["y_mean"]) / info["y_scale"], Y.shape[1]
+
+    @staticmethod
+    def _torch_targets(T):
+        return torch.as_tensor(np.asarray(T), dtype=torch.float32)
+
+    @staticmethod
+    def _loss_fn(out, target, reduction="mean"):
+        return torch.nn.functional.mse_loss(out, target, reduction=reduction)
+
+    @staticmethod
+    def _numpy_loss(out, T):
+        return float(np.mean((out - T) ** 2))
+
+    @staticmethod
+    def _numpy_score(out, T):
+        return float(r2_score(T, out))
+
+    @staticmethod
+    def _output_scale(info):
+        return info["y_scale"], info["y_mean"]
+
+    def _decode(self, out):
+        return out.ravel() if self._target_info["y_ndim"] == 1 else out
+
+    def _split(self, U, T, seed):
+        n_val = int(np.ceil(self.validation_fraction * U.shape[0]))
+        if n_val < 1 or U.shape[0] - n_val < 2:
+            raise ValueError(
+                f"early_stopping with validation_fraction={self.validation_fraction} leaves "
+                f"{n_val} validation and {U.shape[0] - n_val} training samples out of "
+                f"{U.shape[0]}; raise validation_fraction or set early_stopping=False."
+            )
+        U_tr, U_val, T_tr, T_val = train_test_split(
+            U, T, test_size=n_val, random_state=seed % (2**31)
+        )
+        return U_tr, T_tr, U_val, T_val
+
+    @staticmethod
+    def _validation_targets(y_val, info, U_val):
+        Y = np.asarray(y_val, dtype=np.float64).reshape(U_val.shape[0], -1)
+        if Y.shape[1] != info["y_mean"].shape[0] or not np.isfinite(Y).all():
+            raise ValueError(
+                f"y_val must hold finite targets of {info['y_mean'].shape[0]} output(s) for "
+                f"each of the {U_val.shape[0]} rows of X_val."
+            )
+        return (Y - info["y_mean"]) / info["y_scale"]
+
+    @staticmethod
+    def _initial_head(T, q):
+        """The best constant output before any block: the mean target."""
+        return np.zeros((q, 0)), T.mean(axis=0)
+
+
+class _ClassificationTarget:
+    """Softmax cross-entropy on the logits ``C x + c``."""
+
+    _score_fn = staticmethod(accuracy_sum)
+    _squared_loss = False
+
+    def _validate_fit_data(self, X, y):
+        X, y = validate_data(
+            self, as_array_like(X), as_array_like(y), reset=True, dtype=[np.float64, np.float32]
+        )
+        classes, y_enc = encode_classes(y)
+        return X, y_enc, {"classes": classes}
+
+    def _targets(self, y_enc, info):
+        return y_enc, len(info["classes"])
+
+    @staticmethod
+    def _torch_targets(T):
+        return torch.as_tensor(np.asarray(T), dtype=torch.int64)
+
+    @staticmethod
+    def _loss_fn(out, target, reduction="mean"):
+        return torch.nn.functional.cross_entropy(out, target, reduction=reduction)
+
+    @staticmethod
+    def _numpy_loss(out, T):
+        return float(-np.mean(log_softmax(out, axis=1)[np.arange(T.shape[0]), T]))
+
+    @staticmethod
+    def _numpy_score(out, T):
+        return float(accuracy_score(T, out.argmax(axis=1)))
+
+    @staticmethod
+    def _output_scale(info):
+        return None, None
+
+    def _decode(self, out):
+        return self.classes_[np.argmax(out, axis=1)]
+
+    def _split(self, U, T, seed):
+        """Stratified when every class can be split (with a warning otherwise)."""
+        fraction = self.validation_fraction
+        U_tr, U_val, T_tr, T_val, _ = split_validation(U, T, None, fraction, seed % (2**31))
+        return U_tr, T_tr, U_val, T_val
+
+    @staticmethod
+    def _validation_targets(y_val, info, U_val):
+        return encode_validation_targets(y_val, info["classes"], n_samples=U_val.shape[0])
+
+    @staticmethod
+    def _initial_head(T, q):
+        """The constant logits of the class frequencies (zero for unseen classes)."""
+        freq = np.bincount(T, minlength=q) / T.shape[0]
+        logits = np.log(np.maximum(freq, 1e-12))
+        return np.zeros((q, 0)), logits - logits.mean()
+
+    def predict_proba(self, X):
+        """Class probabilities, the softmax of the logits ``C x + c``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input samples.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Probability of each class, in the order of ``classes_``.
+        """
+        return softmax(self._logits(X), axis=1)
+
+
+# ---------------------------------------------------------------------------------------
+# the shared estimator base
+# ---------------------------------------------------------------------------------------
+
+
+COMMON_CONSTRAINTS = {
+    "n_states": [Interval(Integral, 1, None, closed="left")],
+    "activation": [StrOptions(set(ACTIVATIONS))],
+    "max_epochs": [Interval(Integral, 1, None, closed="left")],
+    "lr": [Interval(Real, 0, None, closed="neither")],
+    "batch_size": [Interval(Integral, 1, None, closed="left")],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="left")],
+    "device": [str, torch.device],
+    "n_threads": [Interval(Integral, 1, None, closed="left"), None],
+    "random_state": ["random_state"],
+    "verbose": ["verbose"],
+}
+
+
+class ImplicitBase(GreedyTrainingMixin, TransformerMixin, BaseEstimator):
+    """Tags, fit, input scaling, validation split, predict and transform of every
+    implicit estimator; subclasses define ``_fit`` and ``_states``."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags(preserves_dtype=["float64"])
+        tags.target_tags.multi_output = getattr(self, "_squared_loss", False)
+        tags.target_tags.required = True
+        tags.non_deterministic = False
+        return tags
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, *, X_val=None, y_val=None):
+        """Train the model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets: real values (regressors) or class labels (classifiers).
+        X_val, y_val : array-like, default=None
+            Validation data, used instead of a split of the training data for what
+            ``early_stopping`` does (keep-best, stopping, the choice of blocks), whatever
+            ``early_stopping`` says.
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+        """
+        with restore_on_failure(self):
+            previous = dict(self.__dict__)
+            # fitted attributes are assigned together, once every block is trained, so
+            # that a failed or interrupted fit never leaves a half-updated estimator
+            self.__dict__.update(self._fit(X, y, previous, (X_val, y_val)))
+        return self
+
+    # -- pieces of a fit ----------------------------------------------------------------
+
+    def _scaled_inputs(self, X_raw):
+        """Standardisation of the inputs: ``(mean, scale)``."""
+        return standardise_columns(X_raw, max_score=INPUT_MAX_SCORE)
+
+    def _validation_split(self, U, T, seed, given, scaling, info):
+        """(train U, train T, val U, val T): the given validation data, else a split of the
+        training data with early stopping, else no validation data."""
+        X_val, y_val = given
+        if X_val is not None or y_val is not None:
+            if X_val is None or y_val is None:
+                raise ValueError("X_val and y_val must be given together.")
+            X_val = validate_data(
+                self, as_array_like(X_val), reset=False, dtype=[np.float64, np.float32]
+            )
+            U_val = (np.asarray(X_val, dtype=np.float64) - scaling[0]) / scaling[1]
+            return U, T, U_val, self._validation_targets(as_array_like(y_val), info, U_val)
+        if not self.early_stopping:
+            return U, T, None, None
+        return self._split(U, T, derive_seed(seed, 0))
+
+    def _config(self, n_samples: int, label: str, **changes) -> TrainingConfig:
+        settings = dict(
+            label=label,
+            max_epochs=self.max_epochs,
+            batch_size=min(self.batch_size, n_samples),
+            lr=self.lr,
+            optimizer="adam",
+            keep_best=True,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            verbose=max(int(self.verbose) - 1, 0),
+            eval_batch_size=max(self.batch_size, 4096),
+        )
+        settings.update(changes)
+        return TrainingConfig(**settings)
+
+    def _threads(self, n_values: int) -> int:
+        """The CPU threads of this fit (torch's and BLAS's), as ``_runtime`` picks them."""
+        return self.n_threads if self.n_threads is not None else default_threads(n_values)
+
+    # -- inference ----------------------------------------------------------------------
+
+    def _checked_input(self, X):
+        check_is_fitted(self)
+        return validate_data(self, as_array_like(X), reset=False, dtype=[np.float64, np.float32])
+
+    def _logits(self, X):
+        """Outputs ``C x + c`` on raw inputs, in the fitted output units (float64)."""
+        return self._states(self._checked_input(X)) @ self.C_.T + self.intercept_
+
+    def predict(self, X):
+        """Predict with the exported matrices.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input samples.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            Predicted targets (regression) or class labels (classification).
+        """
+        return self._decode(self._logits(X))
