@@ -6,21 +6,14 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from _images import quadrant_images
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_greedy import GreedyLayerwiseCNNClassifier
 
 
-def _images(n=120, shape=(1, 8, 8), n_classes=3, seed=0):
-    """Images whose class is a bright quadrant, plus noise."""
-    rng = np.random.RandomState(seed)
-    y = rng.randint(n_classes, size=n)
-    X = rng.normal(scale=0.3, size=(n, *shape)).astype(np.float32)
-    h, w = shape[1] // 2, shape[2] // 2
-    for c in range(n_classes):
-        r, q = divmod(c, 2)
-        X[y == c, :, r * h : (r + 1) * h, q * w : (q + 1) * w] += 1.0
-    return X, y
+def _images(n=120, **kwargs):
+    return quadrant_images(n, **kwargs)
 
 
 def _small(**params):
