@@ -39,6 +39,7 @@ from ._implicit_solvers import (
     alternating_block,
     block_dof,
     block_states,
+    estimated_fit_seconds,
     gcv,
     lm_block,
 )
@@ -74,27 +75,6 @@ LR_DECAY_AT = 0.7
 #: n_components="auto": inputs of more than PROJECT_ABOVE features (images) are projected
 #: onto their top PROJECTED_COMPONENTS principal directions.
 PROJECT_ABOVE, PROJECTED_COMPONENTS = 256, 128
-
-
-def estimated_fit_seconds(
-    n_samples, n_features, sizes, n_outputs, solver, max_epochs, batch_size, n_rounds=1
-) -> float:
-    """A rough, machine-independent estimate of a sequential fit's duration on one CPU
-    core: about 1e9 multiply-adds per second, plus the training engine's overhead of
-    about a millisecond per optimisation step."""
-    seconds, s = 0.0, 0
-    for n_new in sizes:
-        d = s + n_features + 1
-        if solver == "lm":
-            weights = n_new * d
-            work = n_samples * n_outputs * weights**2 + n_samples * (s + n_new) ** 2
-            seconds += max_epochs * (work / 1e9 + 2e-4)
-        else:
-            steps = int(np.ceil(n_samples / min(batch_size, n_samples)))
-            work = 6 * n_samples * (d * n_new + (s + n_new) * n_outputs)
-            seconds += n_rounds * max_epochs * (work / 1e9 + 1e-3 * steps)
-        s += n_new
-    return seconds
 
 
 class SequentialBase(ImplicitBase):

@@ -18,6 +18,7 @@ from sklearn_greedy import (
     SequentialImplicitRegressor,
 )
 from sklearn_greedy import _implicit_sequential as sequential_module
+from sklearn_greedy import _implicit_solvers as solvers_module
 from sklearn_greedy._implicit_model import fixed_point_iteration, standardise_columns
 
 FAST = dict(max_epochs=15, lr=0.05, random_state=0, device="cpu")
@@ -326,8 +327,8 @@ def test_sizes_that_cannot_finish_warn_before_training(monkeypatch):
         with pytest.raises(RuntimeError):
             SequentialImplicitRegressor(n_states=30, n_blocks=10).fit(X, y)
     # the estimate grows with the work: linearly in the blocks at a fixed block size
-    small = sequential_module.estimated_fit_seconds(500, 1, [1] * 100, 1, "adam", 200, 512)
-    large = sequential_module.estimated_fit_seconds(500, 1, [1] * 200, 1, "adam", 200, 512)
+    small = solvers_module.estimated_fit_seconds(500, 1, [1] * 100, 1, "adam", 200, 512)
+    large = solvers_module.estimated_fit_seconds(500, 1, [1] * 200, 1, "adam", 200, 512)
     assert 1.9 < large / small < 3.0
 
 
