@@ -31,12 +31,12 @@ from torch import nn
 
 from ._engine import (
     StageData,
+    StageInputs,
     StageResult,
     TrainingConfig,
     TrainingDivergedError,
     accuracy_sum,
     batch_slices,
-    batched_apply,
     lr_at,
     make_optimizer,
 )
@@ -45,7 +45,7 @@ from ._engine import (
 _DIVERGENCE_FACTOR = 1e3
 
 
-class DecoupledTrainer:
+class DecoupledTrainer(StageInputs):
     """Trains a stack of stages ``(layer, head)`` together, each on its own loss.
 
     Parameters
@@ -94,7 +94,7 @@ class DecoupledTrainer:
     # ----------------------------------------------------------------- the loop
     def fit(self) -> list[StageResult]:
         """Run the epochs and return one :class:`StageResult` per layer."""
-        self._cache_prefix()
+        self._cache_prefix_features()
         self.optimizers = [make_optimizer(self._trainable(s), self.config) for s in self._stages]
         for epoch in range(self.config.max_epochs):
             records = self.run_epoch(epoch)
@@ -175,38 +175,9 @@ class DecoupledTrainer:
         return (totals / X_val.shape[0]).tolist()
 
     # ----------------------------------------------------------------- the steps
-    def _cache_prefix(self) -> None:
-        """Frozen layers below: their output is computed once without augmentation (and
-        on the validation data), on each augmented batch otherwise."""
-        if self.prefix is None:
-            return
-        size = self.config.eval_batch_size
-        with self.config.autocast(self.data.X.device):
-            if self.augment is None:
-                self.data = replace(self.data, X=batched_apply(self.prefix, self.data.X, size))
-            if self.data.has_validation:
-                X_val = batched_apply(self.prefix, self.data.X_val, size)
-                self.data = replace(self.data, X_val=X_val)
-
-    def _batch(self, idx: torch.Tensor):
-        xb, yb = self.data.X[idx], self.data.y[idx]
-        if self.augment is not None:
-            with torch.no_grad(), self.config.autocast(xb.device):
-                xb = self.augment(xb, self.generator)
-                if self.prefix is not None:
-                    xb = self.prefix(xb)
-        return xb, yb
-
     @staticmethod
     def _trainable(stage: nn.Module) -> list[nn.Parameter]:
         return [p for p in stage.parameters() if p.requires_grad]
-
-    def _loss(self, out, yb, idx):
-        weight = self.data.sample_weight
-        if weight is None:
-            return self.loss_fn(out, yb)
-        wb = weight[idx]
-        return (self.loss_fn(out, yb, reduction="none") * wb).sum() / wb.sum().clamp_min(1e-12)
 
     def _set_lr(self, epoch: int) -> float:
         lr = lr_at(epoch, self.config)

@@ -75,9 +75,7 @@ class TrainingConfig:
 
     def autocast(self, device: torch.device):
         """bf16 autocast for ``precision="bf16"``; a no-op context otherwise."""
-        return torch.autocast(
-            device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"
-        )
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
 
 @dataclass
@@ -183,7 +181,48 @@ def _progress_bar(config: TrainingConfig):
     return tqdm(total=config.max_epochs, desc=config.label, leave=True)
 
 
-class StageTrainer:
+class StageInputs:
+    """How a trainer turns its data into batches: the frozen prefix cached once when there
+    is no augmentation, augmented batches through the prefix otherwise, and the weighted
+    loss. Shared by :class:`StageTrainer` and the decoupled trainer; it reads the trainer's
+    ``data``, ``prefix``, ``augment``, ``generator``, ``config`` and ``loss_fn``.
+    """
+
+    def _cache_prefix_features(self) -> None:
+        """Without augmentation the prefix's output never changes: compute it once."""
+        if self.prefix is None:
+            return
+        size = self.config.eval_batch_size
+        with self.config.autocast(self.data.X.device):
+            self._apply_prefix(size)
+
+    def _apply_prefix(self, size: int) -> None:
+        # a new StageData: the caller's tensors are left as they were
+        if self.augment is None:
+            self.data = replace(self.data, X=batched_apply(self.prefix, self.data.X, size))
+        if self.data.has_validation:
+            X_val = batched_apply(self.prefix, self.data.X_val, size)
+            self.data = replace(self.data, X_val=X_val)
+
+    def _batch(self, idx: torch.Tensor):
+        xb, yb = self.data.X[idx], self.data.y[idx]
+        if self.augment is not None:
+            with torch.no_grad(), self.config.autocast(xb.device):
+                xb = self.augment(xb, self.generator)
+                if self.prefix is not None:
+                    xb = self.prefix(xb)
+        return xb, yb
+
+    def _loss(self, out, yb, idx):
+        weight = self.data.sample_weight
+        if weight is None:
+            return self.loss_fn(out, yb)
+        wb = weight[idx]
+        # the weighted mean keeps the loss (and so the learning rate) on the usual scale
+        return (self.loss_fn(out, yb, reduction="none") * wb).sum() / wb.sum().clamp_min(1e-12)
+
+
+class StageTrainer(StageInputs):
     """Trains one stage; :meth:`fit` reads top to bottom as the loop it runs.
 
     Parameters
@@ -302,41 +341,8 @@ class StageTrainer:
         return float(total) / X_val.shape[0]
 
     # ----------------------------------------------------------------- the steps
-    def _cache_prefix_features(self) -> None:
-        """Without augmentation the prefix's output never changes: compute it once."""
-        if self.prefix is None:
-            return
-        size = self.config.eval_batch_size
-        with self.config.autocast(self.data.X.device):
-            self._apply_prefix(size)
-
-    def _apply_prefix(self, size: int) -> None:
-        # a new StageData: the caller's tensors are left as they were
-        if self.augment is None:
-            self.data = replace(self.data, X=batched_apply(self.prefix, self.data.X, size))
-        if self.data.has_validation:
-            X_val = batched_apply(self.prefix, self.data.X_val, size)
-            self.data = replace(self.data, X_val=X_val)
-
     def _trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
-
-    def _batch(self, idx: torch.Tensor):
-        xb, yb = self.data.X[idx], self.data.y[idx]
-        if self.augment is not None:
-            with torch.no_grad(), self.config.autocast(xb.device):
-                xb = self.augment(xb, self.generator)
-                if self.prefix is not None:
-                    xb = self.prefix(xb)
-        return xb, yb
-
-    def _loss(self, out, yb, idx):
-        weight = self.data.sample_weight
-        if weight is None:
-            return self.loss_fn(out, yb)
-        wb = weight[idx]
-        # the weighted mean keeps the loss (and so the learning rate) on the usual scale
-        return (self.loss_fn(out, yb, reduction="none") * wb).sum() / wb.sum().clamp_min(1e-12)
 
     def _minus_loss_sum(self, out, target):
         return -self.loss_fn(out, target) * out.shape[0]
@@ -365,8 +371,8 @@ class StageTrainer:
     def _update_best(self, record: dict) -> None:
         value = record["valid_score"] if self.data.has_validation else -record["train_loss"]
         best = self._best_value
-        self._no_improve = 0 if best is None or value > best + self.config.tol else (
-            self._no_improve + 1
+        self._no_improve = (
+            0 if best is None or value > best + self.config.tol else (self._no_improve + 1)
         )
         if best is None or value > best:
             self._best_value = value
