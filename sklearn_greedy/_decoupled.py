@@ -7,7 +7,7 @@ no gradient flows between layers. One pass over the data trains all the layers: 
 shuffled, sliced and augmented once per batch, where the sequential schedule does it once per
 layer and recomputes the frozen prefix on every augmented batch.
 
-Built from the engine's public pieces (:func:`~sklearn_greedy._engine.batch_slices`,
+Built from the engine's public pieces (:class:`~sklearn_greedy._engine.StageInputs`,
 :func:`~sklearn_greedy._engine.make_optimizer`, :func:`~sklearn_greedy._engine.lr_at`,
 :class:`~sklearn_greedy._engine.StageResult`), with the engine's conventions: data on the
 device, batches as index slices, one host synchronisation per epoch, the optimizer
@@ -36,7 +36,6 @@ from ._engine import (
     TrainingConfig,
     TrainingDivergedError,
     accuracy_sum,
-    batch_slices,
     lr_at,
     make_optimizer,
 )
@@ -123,8 +122,8 @@ class DecoupledTrainer(StageInputs):
         loss_sums = torch.zeros(n_stages, device=device)
         score_sums = torch.zeros(n_stages, device=device)
         n = self.data.X.shape[0]
-        for idx in batch_slices(n, self.config.batch_size, self.generator, device):
-            xb, yb = self._batch(idx)
+        for idx, xb in self._raw_batches(self._index_batches(device)):
+            xb, yb = self._batch(idx, xb)
             for j in range(n_stages):
                 xb, loss, out = self.train_step(j, xb, yb, idx)
                 with torch.no_grad():

@@ -204,8 +204,28 @@ class StageInputs:
             X_val = batched_apply(self.prefix, self.data.X_val, size)
             self.data = replace(self.data, X_val=X_val)
 
-    def _batch(self, idx: torch.Tensor):
-        xb, yb = self.data.X[idx], self.data.y[idx]
+    def _index_batches(self, device: torch.device) -> list[torch.Tensor]:
+        """This epoch's shuffled batches of sample indices (this process's share of each)."""
+        n = self.data.X.shape[0]
+        return [
+            self._local_indices(idx)
+            for idx in batch_slices(n, self.config.batch_size, self.generator, device)
+        ]
+
+    def _raw_batches(self, index_batches: list[torch.Tensor]):
+        """``(idx, raw inputs)`` for each batch: index slices of a tensor, or batches read
+        ahead by a streaming source (a data set or an array on disk)."""
+        X = self.data.X
+        if isinstance(X, torch.Tensor):
+            return ((idx, X[idx]) for idx in index_batches)
+        return zip(index_batches, X.iter_batches(index_batches))
+
+    def _local_indices(self, idx: torch.Tensor) -> torch.Tensor:
+        """The part of a batch this process trains on: all of it, unless distributed."""
+        return idx
+
+    def _batch(self, idx: torch.Tensor, xb: torch.Tensor):
+        yb = self.data.y[idx]
         if self.augment is not None:
             with torch.no_grad(), self.config.autocast(xb.device):
                 xb = self.augment(xb, self.generator)
@@ -295,18 +315,19 @@ class StageTrainer(StageInputs):
         lr = self._set_lr(epoch)
         self.model.train()
         device = self.data.X.device
-        loss_sum = torch.zeros((), device=device)
-        score_sum = torch.zeros((), device=device)
-        n = self.data.X.shape[0]
-        for idx in batch_slices(n, self.config.batch_size, self.generator, device):
-            out, yb, loss = self.train_step(idx)
+        # loss, score and sample count, summed on the device and read once
+        sums = torch.zeros(3, device=device)
+        for idx, xb in self._raw_batches(self._index_batches(device)):
+            out, yb, loss = self.train_step(idx, xb)
             with torch.no_grad():
-                loss_sum += loss.detach() * idx.shape[0]
-                score_sum += self.score_fn(out.detach(), yb)
+                sums[0] += loss.detach() * idx.shape[0]
+                sums[1] += self.score_fn(out.detach(), yb)
+                sums[2] += idx.shape[0]
+        loss_sum, score_sum, n = self._reduce_sums(sums).tolist()
         record = {
             "epoch": epoch + 1,
-            "train_loss": loss_sum.item() / n,
-            "train_score": score_sum.item() / n,
+            "train_loss": loss_sum / max(n, 1),
+            "train_score": score_sum / max(n, 1),
             "valid_score": None,
             "lr": lr,
         }
@@ -316,11 +337,12 @@ class StageTrainer(StageInputs):
         record["seconds"] = time.perf_counter() - start
         return record
 
-    def train_step(self, idx: torch.Tensor):
-        """Forward, backward and update on the batch ``idx``: (output, target, loss)."""
-        xb, yb = self._batch(idx)
+    def train_step(self, idx: torch.Tensor, xb: torch.Tensor):
+        """Forward, backward and update on the batch ``idx`` of raw inputs ``xb``:
+        (output, target, loss)."""
+        xb, yb = self._batch(idx, xb)
         with self.config.autocast(xb.device):
-            out = self.model(xb)
+            out = self._training_module()(xb)
             loss = self._loss(out, yb, idx)
         if self._initial_loss is None:
             self._initial_loss = float(loss.detach())
@@ -341,6 +363,14 @@ class StageTrainer(StageInputs):
         return float(total) / X_val.shape[0]
 
     # ----------------------------------------------------------------- the steps
+    def _training_module(self) -> nn.Module:
+        """The module the training steps call (a distributed wrapper of ``model``)."""
+        return self.model
+
+    def _reduce_sums(self, sums: torch.Tensor) -> torch.Tensor:
+        """Sums of this process's batches made global (the identity in one process)."""
+        return sums
+
     def _trainable(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 

@@ -111,9 +111,9 @@ def test_step_schedule_is_applied_to_the_optimizer(monkeypatch):
     seen = []
     step = StageTrainer.train_step
 
-    def spy(self, idx):
+    def spy(self, idx, xb):
         seen.append(self.optimizer.param_groups[0]["lr"])
-        return step(self, idx)
+        return step(self, idx, xb)
 
     monkeypatch.setattr(StageTrainer, "train_step", spy)
     result = _train(
