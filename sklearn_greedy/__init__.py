@@ -10,7 +10,7 @@ Probing tools (per-layer features, separability probes) and plots live beside th
 """
 
 from ._cnn import GreedyLayerwiseCNNClassifier
-from ._cnn_presets import cifar10_params
+from ._cnn_presets import cifar10_params, imagenet_params
 from ._cnn_variants import parameter_count
 from ._implicit import (
     EndToEndImplicitClassifier,
@@ -33,6 +33,7 @@ __all__ = [
     "SequentialImplicitClassifier",
     "SequentialImplicitRegressor",
     "cifar10_params",
+    "imagenet_params",
     "layer_features",
     "parameter_count",
     "separability_scores",

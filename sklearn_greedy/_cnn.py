@@ -21,6 +21,7 @@ from torch import nn
 from ._augment import make_augment
 from ._base import GreedyTrainingMixin
 from ._cnn_inference import LayerwiseCNNInference
+from ._cnn_inputs import CNNInputsMixin
 from ._cnn_modules import DOWNSAMPLE_KINDS, layer_plan, make_stem
 from ._cnn_network import (
     FitStages as _Stages,
@@ -30,7 +31,6 @@ from ._cnn_network import (
 )
 from ._cnn_network import (
     LayerwiseNetwork,
-    channel_stats,
     check_plan,
     check_warm_start,
     last_head_accuracy,
@@ -38,6 +38,7 @@ from ._cnn_network import (
 )
 from ._cnn_variants import CNNVariantsMixin
 from ._engine import StageData, StageResult, TrainingConfig, train_stage
+from ._streaming import PREFIX_CACHES
 from ._utils import (
     PRECISIONS,
     base_seed,
@@ -50,17 +51,11 @@ from ._utils import (
 from ._validation import (
     POSITIVE_INT,
     IntInterval,
-    as_device_tensor,
     check_downsample_at,
-    check_image_shape,
     check_layer,
     check_min_samples,
-    check_normalize,
     check_training_weights,
     encode_classes,
-    split_validation,
-    validate_images,
-    validate_validation_set,
 )
 
 # Parameters that shape the network: a warm start must keep them, since the fitted
@@ -72,6 +67,7 @@ _ARCHITECTURE = (
 
 
 class GreedyLayerwiseCNNClassifier(
+    CNNInputsMixin,
     LayerwiseCNNInference,
     CNNVariantsMixin,
     GreedyTrainingMixin,
@@ -189,6 +185,12 @@ class GreedyLayerwiseCNNClassifier(
     transform_layer : int or None, default=None
         Layer whose representation :meth:`transform` returns: 1-based like the paper's
         ``x_j``, negative counts from the end (``-1`` is the last), None for the last.
+    prefix_cache : {"auto", "device", "host", "disk"} or None, default="auto"
+        Without augmentation, where the frozen layers' output is kept for a layer's
+        epochs: on the device, in host memory or a temporary memmap (float16), or nowhere
+        (None: recomputed per batch). "auto" is "device" for arrays, None for streams.
+    num_workers, pin_memory, prefetch_factor : int, bool, int
+        DataLoader settings when X is a data set, defaults 0, True (on CUDA) and 2.
     device : str or torch.device, default="auto"
         Where to train: "auto" uses CUDA when present.
     precision : {"auto", "float32", "tf32", "bf16"}, default="auto"
@@ -235,7 +237,7 @@ class GreedyLayerwiseCNNClassifier(
     history_ : list of list of dict
         For each layer, one record per epoch: ``epoch``, ``train_loss``, ``train_score``
         (accuracy on the augmented training batches), ``valid_score``, ``lr``,
-        ``seconds``.
+        ``seconds``; with more than 5 classes also ``train_top5`` and ``valid_top5``.
     n_iter_ : ndarray of shape (n_layers_fitted_,)
         Epochs run by each layer.
     loss_curve_ : list of list of float
@@ -315,6 +317,10 @@ class GreedyLayerwiseCNNClassifier(
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "image_shape": ["array-like", None],
         "transform_layer": [Integral, None],
+        "prefix_cache": [StrOptions({"auto", *PREFIX_CACHES}), None],
+        "num_workers": [Interval(Integral, 0, None, closed="left")],
+        "pin_memory": ["boolean"],
+        "prefetch_factor": [Interval(Integral, 1, None, closed="left")],
         "device": [str, torch.device],
         "precision": [StrOptions(set(PRECISIONS))],
         "deterministic": ["boolean"],
@@ -360,6 +366,10 @@ class GreedyLayerwiseCNNClassifier(
         class_weight=None,
         image_shape=None,
         transform_layer=None,
+        prefix_cache="auto",
+        num_workers=0,
+        pin_memory=True,
+        prefetch_factor=2,
         device="auto",
         precision="auto",
         deterministic=False,
@@ -401,6 +411,10 @@ class GreedyLayerwiseCNNClassifier(
         self.class_weight = class_weight
         self.image_shape = image_shape
         self.transform_layer = transform_layer
+        self.prefix_cache = prefix_cache
+        self.num_workers = num_workers
+        self.pin_memory = pin_memory
+        self.prefetch_factor = prefetch_factor
         self.device = device
         self.precision = precision
         self.deterministic = deterministic
@@ -411,18 +425,22 @@ class GreedyLayerwiseCNNClassifier(
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None, *, X_val=None, y_val=None):
+    def fit(self, X, y=None, sample_weight=None, *, X_val=None, y_val=None):
         """Train the layers one after the other.
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, C, H, W) or (n_samples, n_features)
-            Training images; 2-D input is reshaped with ``image_shape``.
-        y : array-like of shape (n_samples,)
-            Class labels.
+        X : array-like, torch.Tensor, np.memmap or Dataset
+            Training images, ``(n_samples, C, H, W)`` or ``(n_samples, n_features)``
+            (reshaped with ``image_shape``). A ``np.memmap`` or a map-style
+            :class:`torch.utils.data.Dataset` of images or ``(image, label)`` pairs is
+            streamed: read batch by batch, never whole.
+        y : array-like of shape (n_samples,) or None
+            Class labels; None only for a data set of pairs (its ``targets`` attribute,
+            when it has one, is read instead of the items).
         sample_weight : array-like of shape (n_samples,), default=None
             Weight of each sample in the training loss.
-        X_val, y_val : array-like, default=None
+        X_val, y_val : array-like or Dataset, default=None
             Validation data for keep-best and early stopping, used instead of a split of
             the training data (as in scikit-learn's HistGradientBoosting).
 
@@ -438,9 +456,7 @@ class GreedyLayerwiseCNNClassifier(
         return self
 
     def _fit(self, X, y, sample_weight, X_val, y_val, previous) -> dict:
-        X, y, image_shape = validate_images(
-            self, X, y, reset=True, image_shape=check_image_shape(self.image_shape)
-        )
+        X, y, image_shape = self._fit_input(X, y)
         check_min_samples(X)
         classes, y_enc = encode_classes(y)
         plan, trained = self._checked_plan(image_shape)
@@ -463,7 +479,8 @@ class GreedyLayerwiseCNNClassifier(
         seed = base_seed(self.random_state)
         data = self._stage_data(X, y_enc, weights, X_val, y_val, classes, image_shape, device, seed)
         growth = self._start(previous if continuing else None, data, device)
-        stages = _Stages(plan, len(classes), seed, make_augment(self.augment, image_shape), device)
+        augment = make_augment(self.augment, image_shape)
+        stages = _Stages(plan, len(classes), seed, augment, device, self._prefix_cache(X))
         stages.trained = trained
         grow = self._grow_decoupled if self.training == "decoupled" else self._grow
         widest = max(spec.out_channels for spec in plan) * image_shape[1] * image_shape[2]
@@ -489,19 +506,6 @@ class GreedyLayerwiseCNNClassifier(
         check_plan(plan, image_shape, input_downsample=self.input_downsample)
         return self._prune_plan(plan)  # (shapes after compression, widths trained at)
 
-    def _stage_data(self, X, y_enc, weights, X_val, y_val, classes, image_shape, device, seed):
-        """Training and validation tensors on the device: ``X_val, y_val`` when given,
-        else a split of the training data with ``early_stopping``."""
-        if X_val is not None or y_val is not None:
-            X_val, y_val = validate_validation_set(self, X_val, y_val, classes, image_shape)
-        elif self.early_stopping:
-            X, X_val, y_enc, y_val, weights = split_validation(
-                X, y_enc, weights, self.validation_fraction, derive_seed(seed, 0) % (2**31)
-            )
-            check_min_samples(X)
-        arrays = (X, y_enc, X_val, y_val, weights)
-        return StageData(*(None if a is None else as_device_tensor(a, device) for a in arrays))
-
     def _start(self, previous, data: StageData, device) -> _Growth:
         """The network to grow: the previous fit's (warm start) or a fresh stem."""
         if previous is not None:
@@ -518,12 +522,6 @@ class GreedyLayerwiseCNNClassifier(
             growth.model.to(device)
         growth.model.eval().requires_grad_(False)
         return growth
-
-    def _input_stats(self, X_t):
-        if isinstance(self.normalize, str):
-            return channel_stats(X_t, self._eval_batch_size())
-        mean, std = check_normalize(self.normalize, X_t.shape[1])
-        return torch.tensor(mean), torch.tensor(std)
 
     def _grow(self, growth: _Growth, stages: _Stages, data: StageData) -> None:
         """Train the missing layers one by one; an interrupt keeps the finished ones."""
@@ -555,7 +553,7 @@ class GreedyLayerwiseCNNClassifier(
             stage,
             data,
             loss_fn=F.cross_entropy,
-            config=self._training_config(f"layer {j + 1}/{self.n_layers}", stages.device),
+            config=self._training_config(f"layer {j + 1}/{self.n_layers}", stages),
             generator=make_generator(derive_seed(stages.seed, 2, j), stages.device),
             prefix=model.features,
             augment=stages.augment,
@@ -612,7 +610,7 @@ class GreedyLayerwiseCNNClassifier(
             params["aux_width"] = self.width
         return params
 
-    def _training_config(self, label: str, device: torch.device) -> TrainingConfig:
+    def _training_config(self, label: str, stages: _Stages) -> TrainingConfig:
         return TrainingConfig(
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
@@ -629,7 +627,9 @@ class GreedyLayerwiseCNNClassifier(
             verbose=max(int(self.verbose) - 1, 0),
             eval_batch_size=self._eval_batch_size(),
             label=label,
-            precision=resolve_precision(self.precision, device),
+            precision=resolve_precision(self.precision, stages.device),
+            prefix_cache=stages.prefix_cache,
+            top_k=5 if stages.n_classes > 5 else None,
         )
 
     def _eval_batch_size(self) -> int:

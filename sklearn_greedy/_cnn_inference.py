@@ -20,18 +20,19 @@ from ._cnn_modules import GreedyCNN, layer_feature_names, reset_parameters
 from ._cnn_network import ensemble_logits
 from ._engine import batched_apply
 from ._utils import base_seed, inference_device, torch_seeded
-from ._validation import check_layer, check_pool, validate_images
+from ._validation import check_layer, check_pool
 
 
 class LayerwiseCNNInference:
     """Prediction, transform and export methods of a fitted greedy CNN."""
 
     def _prepare(self, X) -> tuple[torch.Tensor, torch.device]:
-        """Validated X as a tensor on the device to predict on, and that device."""
+        """Validated X on the device to predict on (a tensor, or a streaming source), and
+        that device."""
         check_is_fitted(self)
-        X, _ = validate_images(self, X, reset=False)
+        X, _ = self._predict_input(X)
         device = inference_device(self.device_)
-        return torch.from_numpy(np.ascontiguousarray(X)).to(device), device
+        return self._source(X, device), device
 
     def _inference_model(self, device: torch.device) -> nn.Module:
         """The fitted network on ``device``; a moved copy when it lives elsewhere, so that

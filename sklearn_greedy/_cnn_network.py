@@ -16,6 +16,7 @@ from torch import nn
 
 from ._cnn_modules import AuxiliaryClassifier, GreedyLayer, LayerSpec
 from ._engine import StageResult, batched_apply
+from ._streaming import iter_sequential
 
 
 class LayerwiseNetwork(nn.Module):
@@ -60,6 +61,7 @@ class FitStages:
     seed: int
     augment: object
     device: torch.device
+    prefix_cache: str | None = "device"  # where frozen features are kept (engine)
     trained: list = field(default_factory=list)  # width of each layer before compression
     pruning: dict = field(default_factory=dict)  # what compressing layer j did
 
@@ -91,12 +93,13 @@ def build_stage(spec: LayerSpec, n_classes: int, k: int, batch_norm: bool):
     return layer, head
 
 
-def channel_stats(X: torch.Tensor, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and standard deviation, in float64 slices (X may be uint8)."""
+def channel_stats(X, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation, in float64 batches (X may be uint8, or a
+    streaming source)."""
     total = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
     squares = torch.zeros_like(total)
-    for start in range(0, X.shape[0], batch_size):
-        batch = X[start : start + batch_size].double()
+    for batch in iter_sequential(X, batch_size):
+        batch = batch.double()
         total += batch.sum(dim=(0, 2, 3))
         squares += (batch**2).sum(dim=(0, 2, 3))
     count = X.shape[0] * X.shape[2] * X.shape[3]

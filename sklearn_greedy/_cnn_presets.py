@@ -57,3 +57,68 @@ def cifar10_params(k: int = 1) -> dict:
     if k == 1:
         return dict(common, n_layers=5, width=256, downsample_at=(2, 3), batch_norm=False)
     return dict(common, n_layers=4, width=128, aux_width=128, downsample_at=(2,), batch_norm=True)
+
+
+# ImageNet per-channel mean and std (torchvision's), in pixel units (0-255)
+IMAGENET_MEAN = tuple(255 * m for m in (0.485, 0.456, 0.406))
+IMAGENET_STD = tuple(255 * s for s in (0.229, 0.224, 0.225))
+
+
+def imagenet_params(k: int = 1) -> dict:
+    """The paper's ImageNet settings for ``k = 1, 2, 3`` (Sec. 4, 4.1, 4.3, Tables 4-5).
+
+    Images of 3x224x224 (resize them first, e.g. ``ImageFolderDataset(size=(224, 224))``)
+    go through an invertible downsampling to 12x112x112. SGD with momentum 0.9, weight
+    decay 1e-4, batch 256, lr 0.1 divided by 10 every 20 epochs, 45 epochs per layer
+    (no plateau stop, the last epoch's weights kept), random crops and flips.
+    ``k=1``: J=8 layers of width M=256 doubling at the downsamplings at j=2, 3, 4, 6
+    (to 4096), no BatchNorm (Table 5). ``k=2, 3``: J=8 layers of width 128 doubling at
+    j=2, 4, 6 (to 1024), auxiliary width M~=256, final auxiliary width M~_f=2048,
+    BatchNorm (Table 4). History records top-5 accuracy, the paper's ImageNet metric.
+
+    The paper's crops are 224x224 crops of images rescaled to 256 pixels; the estimator's
+    ``augment`` pads by an eighth of the side and crops back, on images of one size.
+
+    Parameters
+    ----------
+    k : {1, 2, 3}, default=1
+        Hidden layers of the auxiliary problems.
+
+    Returns
+    -------
+    params : dict
+        Keyword arguments for :class:`GreedyLayerwiseCNNClassifier`.
+
+    Examples
+    --------
+    >>> from sklearn_greedy import GreedyLayerwiseCNNClassifier, imagenet_params
+    >>> clf = GreedyLayerwiseCNNClassifier(**imagenet_params(k=1))
+    >>> clf.n_layers, clf.width, clf.downsample_at, clf.batch_size, clf.max_epochs
+    (8, 256, (2, 3, 4, 6), 256, 45)
+    """
+    if k not in (1, 2, 3):
+        raise ValueError(f"The paper gives ImageNet settings for k in (1, 2, 3), got k={k!r}.")
+    common = dict(
+        k=k,
+        n_layers=8,
+        downsample="invertible",
+        input_downsample=True,
+        max_epochs=45,
+        batch_size=256,
+        lr=0.1,
+        momentum=0.9,
+        weight_decay=1e-4,
+        lr_decay=0.1,
+        lr_step=20,
+        augment=True,
+        keep_best=False,
+        n_iter_no_change=45,
+        normalize=(IMAGENET_MEAN, IMAGENET_STD),
+        image_shape=(3, 224, 224),
+    )
+    if k == 1:
+        return dict(common, width=256, downsample_at=(2, 3, 4, 6), batch_norm=False)
+    return dict(
+        common, width=128, aux_width=256, final_aux_width=2048, downsample_at=(2, 4, 6),
+        batch_norm=True,
+    )  # fmt: skip

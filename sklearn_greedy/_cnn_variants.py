@@ -41,7 +41,7 @@ from ._utils import (
     restore_on_failure,
     torch_seeded,
 )
-from ._validation import check_training_weights, validate_images
+from ._validation import check_training_weights
 from ._vgg import PooledAuxiliaryClassifier, VGGClassifier, cap_widths
 
 # VGG's hidden fully connected width, the final auxiliary's when final_aux="vgg"
@@ -127,7 +127,7 @@ class CNNVariantsMixin:
         epochs = self.max_epochs if self.prune_epochs is None else self.prune_epochs
         if epochs:
             label = f"layer {j + 1}/{len(stages.plan)} fine-tuning"
-            config = replace(self._training_config(label, stages.device), max_epochs=epochs)
+            config = replace(self._training_config(label, stages), max_epochs=epochs)
             head.requires_grad_(True)
             result = train_stage(
                 head, data, loss_fn=F.cross_entropy, config=config,
@@ -149,7 +149,7 @@ class CNNVariantsMixin:
         heads = [head.to(stages.device) for _, head in built]
         results = train_decoupled(
             layers, heads, data, loss_fn=F.cross_entropy,
-            config=self._training_config(f"layers {first + 1}-{n}/{n}", stages.device),
+            config=self._training_config(f"layers {first + 1}-{n}/{n}", stages),
             generator=make_generator(derive_seed(stages.seed, 2, first), stages.device),
             prefix=growth.model.features, augment=stages.augment,
             labels=[f"layer {j + 1}/{n}" for j in range(first, n)],
@@ -179,7 +179,7 @@ class CNNVariantsMixin:
         return (hits / data.X.shape[0]).tolist()
 
     # ------------------------------------------------------------------ refit
-    def refit_final_head(self, X, y, *, final_aux_width, sample_weight=None, X_val=None,
+    def refit_final_head(self, X, y=None, *, final_aux_width, sample_weight=None, X_val=None,
                          y_val=None):  # fmt: skip
         """Retrain the last layer step with a final auxiliary of width ``final_aux_width``.
 
@@ -196,10 +196,10 @@ class CNNVariantsMixin:
 
         Parameters
         ----------
-        X : array-like or torch.Tensor of shape (n_samples, C, H, W) or (n_samples, n_features)
+        X : array-like, torch.Tensor, np.memmap or Dataset
             Training images, as for :meth:`fit`.
-        y : array-like of shape (n_samples,)
-            Labels, among ``classes_``.
+        y : array-like of shape (n_samples,) or None
+            Labels, among ``classes_`` (None for a data set of pairs, as for :meth:`fit`).
         final_aux_width : int
             The new width ``M~_f`` (at least 1).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -232,11 +232,7 @@ class CNNVariantsMixin:
                     f"refit_final_head cannot change {name} (the model was fitted with "
                     f"{name}={self.architecture_[name]!r}, now {value!r}); refit with fit."
                 )
-        X, y, image_shape = validate_images(self, X, y, reset=False)
-        y = np.asarray(y)
-        unseen = np.setdiff1d(y, self.classes_)
-        if unseen.size:
-            raise ValueError(f"y has labels absent from classes_: {unseen[:5].tolist()}.")
+        X, y, image_shape = self._labelled_input(X, y)
         y_enc = np.searchsorted(self.classes_, y).astype(np.int64)
         weights = check_training_weights(sample_weight, self.class_weight, X, y_enc, self.classes_)
         device, seed = resolve_device(self.device), base_seed(self.random_state)
@@ -249,8 +245,9 @@ class CNNVariantsMixin:
         trained = [spec.out_channels for spec in plan]
         if self.pruning_[j] is not None:
             trained[j] = self.pruning_[j]["trained_width"]
-        stages = FitStages(plan, len(self.classes_), seed, make_augment(self.augment, image_shape),
-                         device, trained=trained)  # fmt: skip
+        augment = make_augment(self.augment, image_shape)
+        stages = FitStages(plan, len(self.classes_), seed, augment, device,
+                           self._prefix_cache(X), trained=trained)  # fmt: skip
         old = copy.deepcopy(self.model_).to(device)
         model = copy.deepcopy(old)
         del model.layers[j]

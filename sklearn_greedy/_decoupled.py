@@ -39,6 +39,7 @@ from ._engine import (
     lr_at,
     make_optimizer,
 )
+from ._streaming import iter_sequential
 
 # as in the engine: a kept loss a thousand times above the first step's has diverged
 _DIVERGENCE_FACTOR = 1e3
@@ -166,8 +167,8 @@ class DecoupledTrainer(StageInputs):
         X_val, y_val, size = self.data.X_val, self.data.y_val, self.config.eval_batch_size
         totals = torch.zeros(len(self._stages), device=X_val.device)
         with torch.no_grad(), self.config.autocast(X_val.device):
-            for s in range(0, X_val.shape[0], size):
-                x, yb = X_val[s : s + size], y_val[s : s + size]
+            for s, x in zip(range(0, X_val.shape[0], size), iter_sequential(X_val, size)):
+                x, yb = self._features(x, cached=self._valid_cached), y_val[s : s + x.shape[0]]
                 for j, (layer, head) in enumerate(zip(self.layers, self.heads)):
                     x = layer(x)
                     totals[j] += accuracy_sum(head(x), yb)
@@ -230,8 +231,7 @@ class DecoupledTrainer(StageInputs):
         size = self.config.eval_batch_size
         x, yb = self.data.X[:size], self.data.y[:size]
         with torch.no_grad(), self.config.autocast(x.device):
-            if self.augment is not None and self.prefix is not None:
-                x = self.prefix(x)
+            x = self._features(x, cached=self._train_cached)
             for j, (layer, head) in enumerate(zip(self.layers, self.heads)):
                 if self._initial_losses[j] is None:
                     return

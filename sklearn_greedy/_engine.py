@@ -32,6 +32,8 @@ import torch
 import torch._dynamo  # noqa: F401
 from torch import nn
 
+from ._streaming import cache_outputs, iter_sequential
+
 # Above: torch's optimizers import torch._dynamo (and sympy) lazily, on the first
 # optimizer built. A KeyboardInterrupt landing inside that import leaves sympy half
 # imported and every later fit of the process broken, so it is imported here, with the
@@ -72,6 +74,8 @@ class TrainingConfig:
     eval_batch_size: int = 1024
     label: str = "stage"
     precision: str = "float32"
+    prefix_cache: str | None = "device"
+    top_k: int | None = None  # also record top-k accuracy ("train_top5"...) when set
 
     def autocast(self, device: torch.device):
         """bf16 autocast for ``precision="bf16"``; a no-op context otherwise."""
@@ -122,21 +126,28 @@ def accuracy_sum(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return (output.argmax(dim=1) == target).sum()
 
 
+def top_k_sum(output: torch.Tensor, target: torch.Tensor, k: int) -> torch.Tensor:
+    """Number of samples whose class is among the ``k`` highest outputs."""
+    top = output.topk(min(k, output.shape[1]), dim=1).indices
+    return (top == target[:, None]).any(dim=1).sum()
+
+
 def negative_squared_error_sum(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Minus the summed squared error of a batch (a regression score, higher is better)."""
     return -((output - target) ** 2).sum()
 
 
 def batched_apply(
-    fn: BatchFn, X: torch.Tensor, batch_size: int, *, out_device: torch.device | None = None
+    fn: BatchFn, X, batch_size: int, *, out_device: torch.device | None = None
 ) -> torch.Tensor:
-    """Apply ``fn`` to ``X`` in slices under ``torch.no_grad`` and concatenate the results."""
+    """Apply ``fn`` to ``X`` (a tensor or a streaming source) in batches under
+    ``torch.no_grad`` and concatenate the results."""
     outputs = []
     with torch.no_grad():
-        for start in range(0, X.shape[0], batch_size):
-            out = fn(X[start : start + batch_size])
+        for batch in iter_sequential(X, batch_size):
+            out = fn(batch)
             outputs.append(out if out_device is None else out.to(out_device))
-    return torch.cat(outputs) if outputs else fn(X[:0])
+        return torch.cat(outputs) if outputs else fn(X[:0])
 
 
 def batch_slices(n: int, batch_size: int, generator: torch.Generator, device: torch.device):
@@ -188,21 +199,32 @@ class StageInputs:
     ``data``, ``prefix``, ``augment``, ``generator``, ``config`` and ``loss_fn``.
     """
 
+    _train_cached = False
+    _valid_cached = False
+
     def _cache_prefix_features(self) -> None:
-        """Without augmentation the prefix's output never changes: compute it once."""
-        if self.prefix is None:
+        """Without augmentation the prefix's output never changes: compute it once and keep
+        it where ``config.prefix_cache`` says (None: run the prefix on every batch)."""
+        where = self.config.prefix_cache
+        if self.prefix is None or where is None:
             return
         size = self.config.eval_batch_size
-        with self.config.autocast(self.data.X.device):
-            self._apply_prefix(size)
-
-    def _apply_prefix(self, size: int) -> None:
         # a new StageData: the caller's tensors are left as they were
-        if self.augment is None:
-            self.data = replace(self.data, X=batched_apply(self.prefix, self.data.X, size))
-        if self.data.has_validation:
-            X_val = batched_apply(self.prefix, self.data.X_val, size)
-            self.data = replace(self.data, X_val=X_val)
+        with self.config.autocast(self.data.X.device):
+            if self.augment is None:
+                X = cache_outputs(self.prefix, self.data.X, size, where)
+                self.data, self._train_cached = replace(self.data, X=X), True
+            if self.data.has_validation:
+                X_val = cache_outputs(self.prefix, self.data.X_val, size, where)
+                self.data, self._valid_cached = replace(self.data, X_val=X_val), True
+
+    def _features(self, xb: torch.Tensor, *, cached: bool) -> torch.Tensor:
+        """The stage's input for raw inputs ``xb``: the frozen prefix's output, unless
+        ``xb`` already is that (read from the cache)."""
+        if self.prefix is None or cached:
+            return xb
+        with torch.no_grad(), self.config.autocast(xb.device):
+            return self.prefix(xb)
 
     def _index_batches(self, device: torch.device) -> list[torch.Tensor]:
         """This epoch's shuffled batches of sample indices (this process's share of each)."""
@@ -229,9 +251,7 @@ class StageInputs:
         if self.augment is not None:
             with torch.no_grad(), self.config.autocast(xb.device):
                 xb = self.augment(xb, self.generator)
-                if self.prefix is not None:
-                    xb = self.prefix(xb)
-        return xb, yb
+        return self._features(xb, cached=self._train_cached), yb
 
     def _loss(self, out, yb, idx):
         weight = self.data.sample_weight
@@ -315,15 +335,17 @@ class StageTrainer(StageInputs):
         lr = self._set_lr(epoch)
         self.model.train()
         device = self.data.X.device
-        # loss, score and sample count, summed on the device and read once
-        sums = torch.zeros(3, device=device)
+        # loss, score, sample count and top-k hits, summed on the device and read once
+        sums = torch.zeros(4, device=device)
         for idx, xb in self._raw_batches(self._index_batches(device)):
             out, yb, loss = self.train_step(idx, xb)
             with torch.no_grad():
                 sums[0] += loss.detach() * idx.shape[0]
                 sums[1] += self.score_fn(out.detach(), yb)
                 sums[2] += idx.shape[0]
-        loss_sum, score_sum, n = self._reduce_sums(sums).tolist()
+                if self.config.top_k:
+                    sums[3] += top_k_sum(out.detach(), yb, self.config.top_k)
+        loss_sum, score_sum, n, top_sum = self._reduce_sums(sums).tolist()
         record = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / max(n, 1),
@@ -332,8 +354,14 @@ class StageTrainer(StageInputs):
             "lr": lr,
         }
         self._check_finite(record)
+        if self.config.top_k:
+            record[f"train_top{self.config.top_k}"] = top_sum / max(n, 1)
         if self.data.has_validation:
             record["valid_score"] = self.validation_score()
+            if self.config.top_k:
+                record[f"valid_top{self.config.top_k}"] = self.validation_score(
+                    lambda out, target: top_k_sum(out, target, self.config.top_k)
+                )
         record["seconds"] = time.perf_counter() - start
         return record
 
@@ -351,14 +379,19 @@ class StageTrainer(StageInputs):
         self.optimizer.step()
         return out, yb, loss
 
-    def validation_score(self) -> float:
-        """Mean score of the model (eval mode) on the validation data."""
+    def validation_score(self, score_fn=None) -> float:
+        """Mean score of the model (eval mode) on the validation data (by ``score_fn``,
+        default the trainer's)."""
+        score_fn = self.score_fn if score_fn is None else score_fn
         self.model.eval()
         X_val, y_val, size = self.data.X_val, self.data.y_val, self.config.eval_batch_size
         with torch.no_grad(), self.config.autocast(X_val.device):
             total = sum(
-                self.score_fn(self.model(X_val[s : s + size]), y_val[s : s + size])
-                for s in range(0, X_val.shape[0], size)
+                score_fn(
+                    self.model(self._features(xb, cached=self._valid_cached)),
+                    y_val[s : s + xb.shape[0]],
+                )
+                for s, xb in zip(range(0, X_val.shape[0], size), iter_sequential(X_val, size))
             )
         return float(total) / X_val.shape[0]
 
@@ -431,9 +464,7 @@ class StageTrainer(StageInputs):
         xb, yb = self.data.X[:size], self.data.y[:size]
         self.model.eval()
         with torch.no_grad(), self.config.autocast(xb.device):
-            if self.augment is not None and self.prefix is not None:
-                xb = self.prefix(xb)  # without augmentation, data.X is already the features
-            out = self.model(xb)
+            out = self.model(self._features(xb, cached=self._train_cached))
             loss = float(self.loss_fn(out, yb))
         # what is judged is the model returned: a spike the stage recovered from, or a late
         # blow-up that keep-best stepped back from, leaves a usable model
@@ -497,7 +528,11 @@ def train_stage(
     >>> result.n_iter, len(result.loss_curve)
     (2, 2)
     """
-    trainer = StageTrainer(
+    # imported here: _distributed subclasses StageTrainer; inside a process group of several
+    # processes (torchrun, fit_on_devices) the stage trains data-parallel
+    from ._distributed import stage_trainer_class
+
+    trainer = stage_trainer_class()(
         model, data, loss_fn=loss_fn, config=config, generator=generator, prefix=prefix,
         augment=augment, score_fn=score_fn,
     )  # fmt: skip

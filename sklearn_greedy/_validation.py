@@ -143,10 +143,9 @@ def encode_classes(y) -> tuple[np.ndarray, np.ndarray]:
 
 def check_min_samples(X, minimum: int = 2) -> None:
     """Refuse data sets too small to train on (BatchNorm needs two samples)."""
-    if X.shape[0] < minimum:
-        raise ValueError(
-            f"Found n_samples={X.shape[0]}; at least {minimum} samples are required to fit."
-        )
+    n = len(X)
+    if n < minimum:
+        raise ValueError(f"Found n_samples={n}; at least {minimum} samples are required to fit.")
 
 
 def check_layer(layer, n_layers: int, *, name: str = "layer") -> int:

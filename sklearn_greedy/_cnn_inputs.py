@@ -1,0 +1,218 @@
+"""What the greedy CNN reads: image arrays, ``np.memmap`` arrays and map-style data sets.
+
+:class:`CNNInputsMixin` holds the estimator's input handling, so that ``_cnn`` is about
+training: validation of every kind of input, the training and validation data of a fit
+(on the device, or as streaming sources), and the statistics of ``normalize="data"``.
+Arrays go to the device whole (the fast path); streams stay where they are and are read
+batch by batch (:mod:`sklearn_greedy._streaming`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.utils.validation import column_or_1d
+
+from ._cnn_network import channel_stats
+from ._engine import StageData
+from ._streaming import (
+    STATS_SAMPLE,
+    ArraySource,
+    DatasetSource,
+    LoaderOptions,
+    dataset_labels,
+    first_image_shape,
+    is_dataset,
+    is_stream,
+)
+from ._utils import derive_seed
+from ._validation import (
+    as_device_tensor,
+    check_image_shape,
+    check_min_samples,
+    check_normalize,
+    encode_validation_targets,
+    split_validation,
+    validate_images,
+)
+
+
+class CNNInputsMixin:
+    """Input validation and the data of one fit, for arrays and streams alike."""
+
+    # ------------------------------------------------------------------ validation
+    def _fit_input(self, X, y):
+        """``(X, y, image_shape)``: validated arrays, or a stream with its labels."""
+        shape = check_image_shape(self.image_shape)
+        if not is_stream(X):
+            return validate_images(self, X, y, reset=True, image_shape=shape)
+        X, image_shape = self._stream_images(X, shape, reset=True)
+        return X, self._stream_labels(X, y), image_shape
+
+    def _predict_input(self, X, image_shape=None):
+        """``(X, image_shape)`` of images to predict on (or validation images, whose shape
+        must be ``image_shape`` while fit is running)."""
+        if not is_stream(X):
+            return validate_images(self, X, reset=False, image_shape=image_shape)
+        shape = tuple(image_shape if image_shape is not None else self.image_shape_)
+        return self._stream_images(X, shape, reset=False)
+
+    def _labelled_input(self, X, y):
+        """``(X, y, image_shape)`` for a fitted model: images like those of fit, labels
+        among ``classes_`` (a label it was not fitted on is refused)."""
+        if is_stream(X):
+            X, image_shape = self._predict_input(X)
+            y = self._stream_labels(X, y)
+        else:
+            X, y, image_shape = validate_images(self, X, y, reset=False)
+        y = np.asarray(y)
+        unseen = np.setdiff1d(y, self.classes_)
+        if unseen.size:
+            raise ValueError(f"y has labels absent from classes_: {unseen[:5].tolist()}.")
+        return X, y, image_shape
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean accuracy on ``X`` against ``y``.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor, np.memmap or Dataset
+            Images, as for :meth:`fit`.
+        y : array-like of shape (n_samples,) or None
+            True labels; None only for a data set of ``(image, label)`` pairs, whose
+            labels must all be among ``classes_``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            Mean accuracy of ``self.predict(X)``.
+        """
+        if is_dataset(X) and y is None:
+            X, y, _ = self._labelled_input(X, None)
+        return super().score(X, y, sample_weight=sample_weight)
+
+    def _stream_images(self, X, shape, *, reset: bool):
+        """A data set, or a memmap viewed as (n, C, H, W) without reading it."""
+        if is_dataset(X):
+            found = first_image_shape(X)
+        else:
+            if X.dtype.kind not in "biuf":
+                raise TypeError(f"X must hold numbers; got a memmap of dtype {X.dtype}.")
+            if X.ndim == 3:
+                X = X[:, None]  # (n, H, W): one channel, as for arrays
+            elif X.ndim == 2:
+                n_features = X.shape[1]
+                image = shape if shape is not None else (n_features, 1, 1)
+                if int(np.prod(image)) != n_features:
+                    raise ValueError(
+                        f"X has {n_features} features, which do not form images of "
+                        f"image_shape={image}."
+                    )
+                X = X.reshape(X.shape[0], *image)
+            elif X.ndim != 4:
+                raise ValueError(f"X must be a 2-D, 3-D or 4-D memmap; got {X.ndim}-D.")
+            found = tuple(int(s) for s in X.shape[1:])
+        if shape is not None and tuple(shape) != found:
+            fitted = "" if reset else f", but {type(self).__name__} was fitted on {tuple(shape)}"
+            raise ValueError(
+                f"X has images of shape {found}"
+                + (fitted if not reset else f", but image_shape={tuple(shape)}")
+                + "."
+            )
+        if reset:
+            self.n_features_in_ = int(np.prod(found))
+            self.__dict__.pop("feature_names_in_", None)
+        elif int(np.prod(found)) != self.n_features_in_:
+            raise ValueError(
+                f"X has {int(np.prod(found))} features, but {type(self).__name__} is "
+                f"expecting {self.n_features_in_} features as input."
+            )
+        return X, found
+
+    @staticmethod
+    def _stream_labels(X, y) -> np.ndarray:
+        """The labels of a stream: ``y`` when given, else the data set's own."""
+        if y is None:
+            if not is_dataset(X):
+                raise ValueError("y is required with an array X (only a data set has labels).")
+            return column_or_1d(dataset_labels(X))
+        if is_dataset(y):  # a SliceDataset of labels, for instance
+            y = [y[i] for i in range(len(y))]
+        y = column_or_1d(np.asarray(y))
+        if y.shape[0] != len(X):
+            raise ValueError(f"X has {len(X)} samples but y has {y.shape[0]}.")
+        return y
+
+    # ------------------------------------------------------------------ the data of a fit
+    def _source(self, X, device: torch.device):
+        """X on the device (arrays), or a source reading it batch by batch (streams)."""
+        if isinstance(X, np.memmap) or (isinstance(X, np.ndarray) and _is_memmap_view(X)):
+            return ArraySource(X, device, check_finite=X.dtype != np.uint8)
+        if is_dataset(X):
+            return DatasetSource(X, first_image_shape(X), device, self._loader_options())
+        return as_device_tensor(X, device)
+
+    def _loader_options(self) -> LoaderOptions:
+        return LoaderOptions(self.num_workers, bool(self.pin_memory), self.prefetch_factor)
+
+    def _prefix_cache(self, X) -> str | None:
+        """Where the frozen prefix's outputs are kept: on the device for arrays; streams
+        recompute them unless asked (their features may not fit in memory)."""
+        if self.prefix_cache == "auto":
+            return None if is_stream(X) else "device"
+        return self.prefix_cache
+
+    def _stage_data(self, X, y_enc, weights, X_val, y_val, classes, image_shape, device, seed):
+        """Training and validation data on the device: ``X_val, y_val`` when given, else a
+        split of the training data with ``early_stopping``."""
+        if X_val is not None or y_val is not None:
+            if X_val is None or (y_val is None and not is_dataset(X_val)):
+                raise ValueError("X_val and y_val must be given together.")
+            try:
+                X_val, _ = self._predict_input(X_val, image_shape=image_shape)
+            except ValueError as exc:
+                raise ValueError(f"X_val does not match X: {exc}") from exc
+            if y_val is None:  # a data set of (image, label) pairs
+                y_val = dataset_labels(X_val)
+            y_val = encode_validation_targets(y_val, classes, n_samples=len(X_val))
+            X, X_val = self._source(X, device), self._source(X_val, device)
+        elif self.early_stopping:
+            train, val, y_enc, y_val, weights = split_validation(
+                np.arange(len(y_enc)), y_enc, weights, self.validation_fraction,
+                derive_seed(seed, 0) % (2**31),
+            )  # fmt: skip
+            check_min_samples(train)
+            if is_stream(X):
+                source = self._source(X, device)
+                X, X_val = source.subset(train), source.subset(val)
+            else:
+                # split on the host: the device never holds X twice
+                X, X_val = self._source(X[train], device), self._source(X[val], device)
+        else:
+            X = self._source(X, device)
+        tensors = [None if a is None else as_device_tensor(a, device) for a in (y_enc, y_val)]
+        weights = None if weights is None else as_device_tensor(weights, device)
+        return StageData(X, tensors[0], X_val, tensors[1], weights)
+
+    def _input_stats(self, X):
+        """Channel means and stds for the stem: from ``normalize``, or from the data (a
+        random sample of a stream's items)."""
+        if not isinstance(self.normalize, str):
+            mean, std = check_normalize(self.normalize, X.shape[1])
+            return torch.tensor(mean), torch.tensor(std)
+        if not isinstance(X, torch.Tensor) and len(X) > STATS_SAMPLE:
+            rng = np.random.default_rng(0)
+            X = X.subset(np.sort(rng.choice(len(X), STATS_SAMPLE, replace=False)))
+        return channel_stats(X, self._eval_batch_size())
+
+
+def _is_memmap_view(X: np.ndarray) -> bool:
+    """A view of a memmap (``X[:, None]``, a reshape) still reads from the file."""
+    base = X.base
+    while base is not None:
+        if isinstance(base, np.memmap):
+            return True
+        base = getattr(base, "base", None)
+    return False

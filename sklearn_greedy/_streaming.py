@@ -1,0 +1,384 @@
+"""Inputs that do not fit in one device's memory: data sets and arrays read batch by batch.
+
+The engine indexes its inputs as tensors on the device (``X[idx]``, ``X[a:b]``,
+``X.shape``, ``X.device``). The *sources* here answer the same questions for inputs that
+stay where they are:
+
+- :class:`DatasetSource`: a map-style :class:`torch.utils.data.Dataset` of images or
+  ``(image, label)`` items, decoded per item by a :class:`~torch.utils.data.DataLoader`
+  (workers, pinned memory, prefetch) and copied to the device without blocking;
+- :class:`ArraySource`: an array on the host (``np.memmap`` included: only the rows of a
+  batch are read) or a cache of frozen-prefix features in host memory or on disk.
+
+They also read ahead: :meth:`iter_batches` takes the epoch's index batches and yields the
+device batches, so that decoding overlaps training. Labels are never streamed: they are
+small and known before training (``targets`` of the data set, or one pass over it).
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+# ``normalize="auto"`` on a stream estimates the channel statistics from this many items
+# (drawn at random): a whole extra pass over ImageNet for four numbers is not worth it.
+STATS_SAMPLE = 10_000
+
+PREFIX_CACHES = ("device", "host", "disk")
+
+
+@dataclass(frozen=True)
+class LoaderOptions:
+    """How a :class:`DatasetSource` reads its items (the estimator's loader parameters)."""
+
+    num_workers: int = 0
+    pin_memory: bool = False
+    prefetch_factor: int | None = None
+
+
+def is_stream(X) -> bool:
+    """Whether ``X`` is read batch by batch (a data set or an ``np.memmap``)."""
+    return isinstance(X, np.memmap) or is_dataset(X)
+
+
+def is_dataset(X) -> bool:
+    """A map-style data set: a torch Dataset, or any sized, indexable object that is not an
+    array, a tensor, a list or a data frame (a ``SliceDataset``, for instance)."""
+    if isinstance(X, Dataset):
+        return True
+    if isinstance(X, (np.ndarray, torch.Tensor, list, tuple, str, bytes)):
+        return False
+    if hasattr(X, "iloc") or hasattr(X, "ndim") or hasattr(X, "__array__"):
+        return False
+    return hasattr(X, "__getitem__") and hasattr(X, "__len__")
+
+
+# --------------------------------------------------------------------- items and labels
+def _image_of(item):
+    """The image of a data set item: the first element of a pair, else the item."""
+    return item[0] if isinstance(item, (tuple, list)) else item
+
+
+def as_image_tensor(image, index: int) -> torch.Tensor:
+    """One item's image as a (C, H, W) tensor: uint8 kept (4x less to copy), other numbers
+    as float32. PIL images and (H, W, C) arrays of PIL's layout are not guessed at: a PIL
+    image is converted from (H, W, C); arrays and tensors must be (C, H, W) or (H, W)."""
+    if hasattr(image, "getbands"):  # a PIL image
+        array = np.asarray(image)
+        array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+        image = array
+    if isinstance(image, np.ndarray):
+        if image.dtype.kind not in "biuf":
+            raise TypeError(f"Item {index}: the image has dtype {image.dtype}, not numbers.")
+        image = torch.from_numpy(np.ascontiguousarray(image))
+    if not isinstance(image, torch.Tensor):
+        raise TypeError(
+            f"Item {index}: expected an image (tensor, array or PIL image) or an "
+            f"(image, label) pair, got {type(image).__name__}."
+        )
+    if image.dim() == 2:
+        image = image[None]
+    if image.dim() != 3:
+        raise ValueError(
+            f"Item {index}: images must be (C, H, W) or (H, W); got shape {tuple(image.shape)}."
+        )
+    if image.dtype == torch.uint8:
+        return image
+    if image.dtype == torch.bool or image.is_complex():
+        raise TypeError(f"Item {index}: the image has dtype {image.dtype}, not real numbers.")
+    return image.float()
+
+
+class _Images(Dataset):
+    """The images of a data set, checked against one shape (for batching)."""
+
+    def __init__(self, dataset, image_shape: tuple[int, int, int]):
+        self.dataset = dataset
+        self.image_shape = tuple(image_shape)
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        image = as_image_tensor(_image_of(self.dataset[i]), i)
+        if tuple(image.shape) != self.image_shape:
+            raise ValueError(
+                f"Item {i} has an image of shape {tuple(image.shape)}, the others "
+                f"{self.image_shape}: every image must have the same shape (resize them, "
+                "e.g. ImageFolderDataset(size=...))."
+            )
+        return image
+
+
+def first_image_shape(dataset) -> tuple[int, int, int]:
+    """Shape of the first item's image, which every other item must share."""
+    if len(dataset) == 0:
+        raise ValueError("The data set is empty: it needs at least one item.")
+    return tuple(as_image_tensor(_image_of(dataset[0]), 0).shape)
+
+
+def dataset_labels(dataset) -> np.ndarray:
+    """The label of every item: the data set's ``targets`` when it has them (no decoding),
+    else the second element of each item."""
+    targets = getattr(dataset, "targets", None)
+    if targets is not None:
+        labels = np.asarray(targets)
+        if labels.shape != (len(dataset),):
+            raise ValueError(
+                f"The data set's targets have shape {labels.shape}, but it has "
+                f"{len(dataset)} items."
+            )
+        return labels
+    labels = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise ValueError(
+                "With y=None, a data set's items must be (image, label) pairs; item "
+                f"{i} is a {type(item).__name__}"
+                + (f" of length {len(item)}" if isinstance(item, (tuple, list)) else "")
+                + ". Pass y, or a data set of pairs."
+            )
+        label = item[1]
+        labels.append(label.item() if isinstance(label, torch.Tensor) else label)
+    return np.asarray(labels)
+
+
+# --------------------------------------------------------------------- sources
+class _Source:
+    """What the engine reads of its inputs: a shape, a device, batches by index."""
+
+    shape: tuple
+    device: torch.device
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def dtype(self):
+        return self._dtype
+
+    def __getitem__(self, key) -> torch.Tensor:
+        if isinstance(key, slice):
+            idx = np.arange(len(self))[key]
+        elif isinstance(key, numbers.Integral):
+            return self[np.array([key])][0]
+        else:
+            idx = key.detach().cpu().numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+        return next(iter(self.iter_batches([idx])), None) if len(idx) else self._empty()
+
+    def _empty(self) -> torch.Tensor:
+        return torch.empty((0, *self.shape[1:]), dtype=self._dtype, device=self.device)
+
+    def iter_batches(self, index_batches: Iterable) -> Iterator[torch.Tensor]:
+        raise NotImplementedError
+
+    def sequential(self, batch_size: int) -> Iterator[torch.Tensor]:
+        """The whole source in order, batch by batch, on the device."""
+        n = len(self)
+        return self.iter_batches(
+            np.arange(start, min(start + batch_size, n)) for start in range(0, n, batch_size)
+        )
+
+
+def _host_indices(idx) -> np.ndarray:
+    if isinstance(idx, torch.Tensor):
+        return idx.detach().cpu().numpy()
+    return np.asarray(idx)
+
+
+class ArraySource(_Source):
+    """Rows of a host array (numpy, ``np.memmap``, CPU tensor) read per batch; the next
+    batch is read by a thread while the device works on this one.
+
+    Parameters
+    ----------
+    array : ndarray, np.memmap or torch.Tensor of shape (n, ...)
+        Stays on the host; only the rows of each batch are read.
+    device : torch.device
+        Where batches go.
+    float_on_device : bool, default=False
+        Convert batches to float32 on the device (for fp16 feature caches).
+    """
+
+    def __init__(
+        self, array, device, *, float_on_device=False, check_finite=False, indices=None
+    ):  # fmt: skip
+        self.array = array
+        self.indices = None if indices is None else np.asarray(indices)
+        n = array.shape[0] if indices is None else len(self.indices)
+        self.shape = (n, *array.shape[1:])
+        self.device = torch.device(device)
+        self.float_on_device = float_on_device
+        self.check_finite = check_finite
+        self._dtype = torch.float32 if float_on_device else _torch_dtype(array)
+        self._pin = self.device.type == "cuda"
+
+    def subset(self, positions) -> ArraySource:
+        """The source of the rows at ``positions`` of this one."""
+        rows = np.asarray(positions) if self.indices is None else self.indices[positions]
+        return ArraySource(
+            self.array, self.device, float_on_device=self.float_on_device,
+            check_finite=self.check_finite, indices=rows,
+        )  # fmt: skip
+
+    def _read(self, idx) -> torch.Tensor:
+        idx = _host_indices(idx)
+        if self.indices is not None:
+            idx = self.indices[idx]
+        # rows in file order: a memmap reads forward instead of seeking back and forth
+        order = np.argsort(idx, kind="stable")
+        rows = self.array[idx[order]]
+        rows = rows if isinstance(rows, torch.Tensor) else torch.from_numpy(np.asarray(rows))
+        batch = torch.empty_like(rows)
+        batch[torch.from_numpy(order)] = rows
+        if self.check_finite and batch.is_floating_point() and not torch.isfinite(batch).all():
+            raise ValueError(
+                "X has values that are not finite (NaN or inf) or beyond the float32 range."
+            )
+        return batch.pin_memory() if self._pin else batch
+
+    def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.device, non_blocking=True)
+        return batch.float() if self.float_on_device else batch
+
+    def iter_batches(self, index_batches):
+        index_batches = iter(index_batches)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            first = next(index_batches, None)
+            pending = None if first is None else pool.submit(self._read, first)
+            while pending is not None:
+                batch = pending.result()
+                following = next(index_batches, None)
+                pending = None if following is None else pool.submit(self._read, following)
+                yield self._to_device(batch)
+
+
+def _torch_dtype(array) -> torch.dtype:
+    if isinstance(array, torch.Tensor):
+        return array.dtype
+    return torch.from_numpy(np.zeros(0, dtype=array.dtype)).dtype
+
+
+class DatasetSource(_Source):
+    """Images of a map-style data set, decoded per item by a DataLoader.
+
+    Parameters
+    ----------
+    dataset : Dataset
+        Items are images or ``(image, label)`` pairs (the label is not read here).
+    image_shape : tuple of int
+        (C, H, W) that every image must have.
+    device : torch.device
+        Where batches go.
+    options : LoaderOptions
+        Workers, pinned memory and prefetching of the DataLoader.
+    indices : array of int, optional
+        The items of ``dataset`` this source reads, in order (a validation split).
+    """
+
+    def __init__(self, dataset, image_shape, device, options: LoaderOptions, indices=None):
+        self.dataset = dataset
+        self.image_shape = tuple(image_shape)
+        self.indices = np.arange(len(dataset)) if indices is None else np.asarray(indices)
+        self.shape = (len(self.indices), *self.image_shape)
+        self.device = torch.device(device)
+        self.options = options
+        self._dtype = None
+
+    @property
+    def dtype(self):
+        if self._dtype is None:
+            self._dtype = as_image_tensor(_image_of(self.dataset[int(self.indices[0])]), 0).dtype
+        return self._dtype
+
+    def subset(self, positions) -> DatasetSource:
+        """The source of the items at ``positions`` of this one."""
+        return DatasetSource(
+            self.dataset, self.image_shape, self.device, self.options, self.indices[positions]
+        )
+
+    def _empty(self) -> torch.Tensor:
+        return torch.empty((0, *self.shape[1:]), dtype=self.dtype, device=self.device)
+
+    def iter_batches(self, index_batches):
+        batches = [self.indices[_host_indices(idx)].tolist() for idx in index_batches]
+        options = self.options
+        loader = DataLoader(
+            _Images(self.dataset, self.image_shape),
+            batch_sampler=batches,
+            num_workers=options.num_workers,
+            pin_memory=options.pin_memory and self.device.type == "cuda",
+            prefetch_factor=options.prefetch_factor if options.num_workers else None,
+        )
+        try:
+            for batch in loader:
+                yield batch.to(self.device, non_blocking=True)
+        except RuntimeError as exc:
+            if "DataLoader worker" in str(exc):
+                raise RuntimeError(
+                    f"A data loading worker failed while reading the data set: {exc}"
+                ) from exc
+            raise
+
+
+# --------------------------------------------------------------------- caches
+def iter_sequential(X, batch_size: int) -> Iterator[torch.Tensor]:
+    """``X`` in order, batch by batch: slices of a tensor, or a source's batches."""
+    if isinstance(X, torch.Tensor):
+        return (X[start : start + batch_size] for start in range(0, X.shape[0], batch_size))
+    return X.sequential(batch_size)
+
+
+def cache_outputs(fn, X, batch_size: int, where: str):
+    """``fn`` over every batch of ``X``, kept on the device (``"device"``), in host memory
+    (``"host"``, float16) or in a float16 memmap in a temporary directory (``"disk"``),
+    removed with the returned source. Returns a tensor or an :class:`ArraySource`."""
+    device = X.device
+    outputs = None
+    start = 0
+    n = X.shape[0]
+    with torch.no_grad():
+        for batch in iter_sequential(X, batch_size):
+            out = fn(batch)
+            if where == "device":
+                outputs = [] if outputs is None else outputs
+                outputs.append(out)
+                continue
+            if outputs is None:
+                outputs = _host_buffer(where, (n, *out.shape[1:]), device)
+            outputs[start : start + out.shape[0]] = _as_host_half(out, where)
+            start += out.shape[0]
+    if where == "device":
+        return torch.cat(outputs) if outputs else fn(X[:0])
+    if outputs is None:
+        raise ValueError("Cannot cache the features of an empty input.")
+    return ArraySource(outputs, device, float_on_device=True)
+
+
+def _as_host_half(out: torch.Tensor, where: str):
+    out = out.detach().to("cpu", torch.float16)
+    return out.numpy() if where == "disk" else out
+
+
+def _host_buffer(where: str, shape, device):
+    if where == "host":
+        buffer = torch.empty(shape, dtype=torch.float16)
+        return buffer.pin_memory() if device.type == "cuda" else buffer
+    directory = tempfile.mkdtemp(prefix="sklearn_greedy_cache_")
+    buffer = np.lib.format.open_memmap(
+        os.path.join(directory, "features.npy"), mode="w+", dtype=np.float16, shape=shape
+    )
+    # the file lives as long as the array: removed when the cache is dropped
+    weakref.finalize(buffer, shutil.rmtree, directory, ignore_errors=True)
+    return buffer
