@@ -38,6 +38,29 @@ def _is_regular_file(entry: os.DirEntry) -> bool:
         return False
 
 
+def _class_folders(root: str) -> list[str]:
+    """The sorted names of ``root``'s sub-folders, one per class.
+
+    Raises FileNotFoundError if ``root`` is not a directory and ValueError if it has no
+    sub-folder: the checks of :func:`load_image_folder`, shared with the lazy dataset.
+    """
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"root {root!r} is not a directory.")
+    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
+    if not classes:
+        raise ValueError(f"root {root!r} has no class sub-folders (expected root/<class>/<image>).")
+    return classes
+
+
+def _regular_files(folder: str) -> Iterator[os.DirEntry]:
+    """The regular files of ``folder`` (see :func:`_is_regular_file`) in sorted name order.
+
+    An iterator, so that a caller reading only the first few stats no more than it needs.
+    """
+    entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    return (entry for entry in entries if _is_regular_file(entry))
+
+
 @validate_params(
     {
         "root": [str, os.PathLike],
@@ -119,19 +142,13 @@ def load_image_folder(
     """
     height, width = _check_size(size)
     root = os.fspath(root)
-    if not os.path.isdir(root):
-        raise FileNotFoundError(f"root {root!r} is not a directory.")
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
-    if not classes:
-        raise ValueError(f"root {root!r} has no class sub-folders (expected root/<class>/<image>).")
+    classes = _class_folders(root)
     mode = "L" if grayscale else "RGB"
     images, labels, skipped = [], [], []
     for label, name in enumerate(classes):
         folder = os.path.join(root, name)
         n_read = 0
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if not _is_regular_file(entry):
-                continue
+        for entry in _regular_files(folder):
             if max_per_class is not None and n_read >= max_per_class:
                 break
             try:
