@@ -7,43 +7,32 @@ network, and hands one stage per layer to the engine; the torch modules live in
 
 from __future__ import annotations
 
-import copy
 import warnings
 from numbers import Integral, Real
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from torch import nn
 
 from ._augment import make_augment
 from ._base import GreedyTrainingMixin
+from ._cnn_growth import LayerGrowthMixin
 from ._cnn_inference import LayerwiseCNNInference
 from ._cnn_inputs import CNNInputsMixin
-from ._cnn_modules import DOWNSAMPLE_KINDS, layer_plan, make_stem
+from ._cnn_modules import DOWNSAMPLE_KINDS, layer_plan
 from ._cnn_network import (
     FitStages as _Stages,
 )
 from ._cnn_network import (
-    GrowingNetwork as _Growth,
-)
-from ._cnn_network import (
-    LayerwiseNetwork,
     check_plan,
     check_warm_start,
-    last_head_accuracy,
-    layer_shapes,
 )
 from ._cnn_variants import CNNVariantsMixin
-from ._engine import StageData, StageResult, TrainingConfig, train_stage
+from ._engine import TrainingConfig
 from ._streaming import PREFIX_CACHES
 from ._utils import (
     PRECISIONS,
     base_seed,
-    derive_seed,
-    make_generator,
     resolve_device,
     resolve_precision,
     restore_on_failure,
@@ -56,6 +45,7 @@ from ._validation import (
     check_min_samples,
     check_training_weights,
     encode_classes,
+    partial_classes,
 )
 
 # Parameters that shape the network: a warm start must keep them, since the fitted
@@ -67,6 +57,7 @@ _ARCHITECTURE = (
 
 
 class GreedyLayerwiseCNNClassifier(
+    LayerGrowthMixin,
     CNNInputsMixin,
     LayerwiseCNNInference,
     CNNVariantsMixin,
@@ -455,21 +446,75 @@ class GreedyLayerwiseCNNClassifier(
             self.__dict__.update(self._fit(X, y, sample_weight, X_val, y_val, previous))
         return self
 
-    def _fit(self, X, y, sample_weight, X_val, y_val, previous) -> dict:
-        X, y, image_shape = self._fit_input(X, y)
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None, classes=None, sample_weight=None):
+        """Train one more layer on ``X, y``, the layers before it frozen.
+
+        Each call adds the next of the ``n_layers`` layers (the first call builds the
+        stem and layer 1), so that incremental drivers (dask-ml's ``Incremental``,
+        Hyperband) can give each layer its own chunk of data; the architecture, image shape
+        and classes are those of the first call. Once ``n_layers`` are fitted, a call warns
+        and trains nothing.
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor, np.memmap or Dataset
+            Training images, as for :meth:`fit`.
+        y : array-like of shape (n_samples,) or None
+            Labels, as for :meth:`fit`.
+        classes : array-like of shape (n_classes,), default=None
+            Every class of the problem, at the first call (a chunk may lack some); later
+            calls take the fitted ``classes_``. None uses the classes of ``y``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weight of each sample in the training loss.
+
+        Returns
+        -------
+        self : GreedyLayerwiseCNNClassifier
+            The estimator, one layer deeper.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn_greedy import GreedyLayerwiseCNNClassifier
+        >>> X, y = np.random.RandomState(0).rand(40, 1, 8, 8), np.arange(40) % 2
+        >>> clf = GreedyLayerwiseCNNClassifier(n_layers=2, width=4, max_epochs=1)
+        >>> clf.partial_fit(X[:20], y[:20]).partial_fit(X[20:], y[20:]).n_layers_fitted_
+        2
+        """
+        with restore_on_failure(self):
+            previous = dict(self.__dict__)
+            update = self._fit(X, y, sample_weight, None, None, previous, partial=classes)
+            self.__dict__.update(update)
+        return self
+
+    def _fit(self, X, y, sample_weight, X_val, y_val, previous, partial=False) -> dict:
+        """The fitted attributes of a fit (``partial``: one more layer; the classes of a
+        first ``partial_fit``, or True)."""
+        fitted = "model_" in previous
+        continuing = fitted and (self.warm_start or partial is not False)
+        if continuing and partial is not False:  # images like those the layers were fit on
+            X, y, image_shape = self._labelled_input(X, y)
+        else:
+            X, y, image_shape = self._fit_input(X, y)
         check_min_samples(X)
-        classes, y_enc = encode_classes(y)
+        if partial is not False:
+            classes, y_enc = partial_classes(previous if fitted else None, partial, y)
+        else:
+            classes, y_enc = encode_classes(y)
         plan, trained = self._checked_plan(image_shape)
-        continuing = self.warm_start and "model_" in previous
+        stop = previous["n_layers_fitted_"] + 1 if continuing else 1
+        stop = self.n_layers if partial is False else stop
         if continuing:
             check_warm_start(
                 previous, classes=classes, image_shape=image_shape, plan=plan,
                 architecture=self._architecture(), n_layers=self.n_layers,
             )  # fmt: skip
-            if previous["n_layers_fitted_"] == self.n_layers:
+            if previous["n_layers_fitted_"] >= stop or stop > self.n_layers:
                 warnings.warn(
-                    f"warm_start=True with n_layers={self.n_layers} already fitted: nothing "
-                    "to train. Raise n_layers to add layers, or set warm_start=False to refit.",
+                    f"n_layers={self.n_layers} layers already fitted: nothing to train. Raise "
+                    "n_layers to add layers"
+                    + (", or set warm_start=False to refit." if partial is False else "."),
                     UserWarning,
                     stacklevel=3,
                 )
@@ -480,7 +525,7 @@ class GreedyLayerwiseCNNClassifier(
         data = self._stage_data(X, y_enc, weights, X_val, y_val, classes, image_shape, device, seed)
         growth = self._start(previous if continuing else None, data, device)
         augment = make_augment(self.augment, image_shape)
-        stages = _Stages(plan, len(classes), seed, augment, device, self._prefix_cache(X))
+        stages = _Stages(plan, len(classes), seed, augment, device, self._prefix_cache(X), stop)
         stages.trained = trained
         grow = self._grow_decoupled if self.training == "decoupled" else self._grow
         widest = max(spec.out_channels for spec in plan) * image_shape[1] * image_shape[2]
@@ -505,99 +550,6 @@ class GreedyLayerwiseCNNClassifier(
         plan = self._variant_plan(plan)
         check_plan(plan, image_shape, input_downsample=self.input_downsample)
         return self._prune_plan(plan)  # (shapes after compression, widths trained at)
-
-    def _start(self, previous, data: StageData, device) -> _Growth:
-        """The network to grow: the previous fit's (warm start) or a fresh stem."""
-        if previous is not None:
-            growth = _Growth(copy.deepcopy(previous["model_"]).to(device))
-            growth.results = self._previous_stage_results(previous)
-            growth.scores = list(previous["layer_scores_"])
-            growth.widths = list(previous["layer_widths_"])
-            growth.pruning = list(previous.get("pruning_", [None] * len(growth.widths)))
-            growth.first_new = len(growth.widths)
-        else:
-            mean, std = self._input_stats(data.X)
-            stem = make_stem(mean, std, self.input_downsample, data.X.shape[1:])
-            growth = _Growth(LayerwiseNetwork(stem))
-            growth.model.to(device)
-        growth.model.eval().requires_grad_(False)
-        return growth
-
-    def _grow(self, growth: _Growth, stages: _Stages, data: StageData) -> None:
-        """Train the missing layers one by one; an interrupt keeps the finished ones."""
-        for j in range(len(growth.widths), self.n_layers):
-            try:
-                layer, head, result = self._train_layer(growth.model, stages, j, data)
-            except KeyboardInterrupt:
-                if not growth.widths:
-                    raise
-                warnings.warn(
-                    f"Training interrupted during layer {j + 1}; keeping the {j} layers "
-                    "finished so far. Fit again with warm_start=True to continue.",
-                    stacklevel=4,
-                )
-                return
-            growth.model.layers.append(layer)
-            growth.model.heads.append(head)
-            growth.widths.append(stages.plan[j].out_channels)
-            growth.results.append(result)
-            growth.pruning.append(stages.pruning.get(j))
-            growth.scores.append(self._layer_accuracy(growth.model, data))
-            self._report_layer(j, growth, result)
-
-    def _train_layer(self, model: LayerwiseNetwork, stages: _Stages, j: int, data: StageData):
-        """Layer ``j`` and its auxiliary head trained on the frozen ``model`` (Alg. 1)."""
-        layer, head = self._build_step(stages, j)
-        stage = nn.Sequential(layer, head).to(stages.device)
-        result = train_stage(
-            stage,
-            data,
-            loss_fn=F.cross_entropy,
-            config=self._training_config(f"layer {j + 1}/{self.n_layers}", stages),
-            generator=make_generator(derive_seed(stages.seed, 2, j), stages.device),
-            prefix=model.features,
-            augment=stages.augment,
-        )
-        stage.eval().requires_grad_(False)
-        layer, head = self._compress_step(model, stages, j, data, layer, head)
-        return layer, head, result
-
-    def _report_layer(self, j: int, growth: _Growth, result: StageResult) -> None:
-        if not self.verbose:
-            return
-        valid = [r["valid_score"] for r in result.history if r["valid_score"] is not None]
-        print(
-            f"layer {j + 1}/{self.n_layers}: train accuracy {growth.scores[-1]:.4f}"
-            + (f", best validation {max(valid):.4f}" if valid else "")
-            + f" ({result.n_iter} epochs)"
-        )
-
-    def _fitted_attributes(self, growth: _Growth, classes, image_shape, device, plan) -> dict:
-        watch = self.early_stopping
-        return {
-            "classes_": classes,
-            "image_shape_": tuple(image_shape),
-            "device_": device,
-            "precision_": resolve_precision(self.precision, device),
-            "model_": growth.model,
-            "history_": [r.history for r in growth.results],
-            **self._stage_diagnostics(
-                growth.results,
-                watch_convergence=watch,
-                first_new=growth.first_new,
-                stage_name="Layer",
-            ),
-            "layer_scores_": np.asarray(growth.scores),
-            "layer_widths_": growth.widths,
-            "layer_shapes_": layer_shapes(growth.model, image_shape, device),
-            "layer_specs_": plan[: len(growth.widths)],
-            "pruning_": growth.pruning,
-            "architecture_": self._architecture(),
-            "n_layers_fitted_": len(growth.widths),
-        }
-
-    def _layer_accuracy(self, model: LayerwiseNetwork, data: StageData) -> float:
-        return last_head_accuracy(model, data, self._eval_batch_size())
 
     # ------------------------------------------------------------------ settings
     def _use_batch_norm(self) -> bool:
@@ -634,4 +586,3 @@ class GreedyLayerwiseCNNClassifier(
 
     def _eval_batch_size(self) -> int:
         return max(self.batch_size, 1024)
-

@@ -62,6 +62,7 @@ class FitStages:
     augment: object
     device: torch.device
     prefix_cache: str | None = "device"  # where frozen features are kept (engine)
+    stop: int | None = None  # layers the network has after this fit (None: all planned)
     trained: list = field(default_factory=list)  # width of each layer before compression
     pruning: dict = field(default_factory=dict)  # what compressing layer j did
 

@@ -143,7 +143,7 @@ class CNNVariantsMixin:
     def _grow_decoupled(self, growth, stages, data) -> None:
         """Train every missing layer at once, each on its own loss (Belilovsky et al.,
         2020), on top of the fitted layers (frozen) when warm-starting."""
-        first, n = len(growth.widths), self.n_layers
+        first, n = len(growth.widths), stages.stop or self.n_layers
         built = [self._build_step(stages, j) for j in range(first, n)]
         layers = [layer.to(stages.device) for layer, _ in built]
         heads = [head.to(stages.device) for _, head in built]

@@ -141,6 +141,27 @@ def encode_classes(y) -> tuple[np.ndarray, np.ndarray]:
     return encoder.classes_, y_enc.astype(np.int64)
 
 
+def partial_classes(previous: dict | None, classes, y) -> tuple[np.ndarray, np.ndarray]:
+    """``(classes, y_encoded)`` of a ``partial_fit`` call: the fitted classes after the
+    first call; at the first, ``classes`` when given (``y`` may hold only some), else
+    ``y``'s."""
+    if previous is None and (classes is None or classes is True):
+        return encode_classes(y)
+    known = previous["classes_"] if previous is not None else np.unique(np.asarray(classes))
+    if previous is not None and classes is not None and classes is not True:
+        if not np.array_equal(np.unique(np.asarray(classes)), known):
+            raise ValueError(
+                f"classes={list(classes)} differs from the classes of the first partial_fit "
+                f"({known.tolist()})."
+            )
+    y = np.asarray(y)
+    check_classification_targets(y)
+    unseen = np.setdiff1d(y, known)
+    if unseen.size:
+        raise ValueError(f"y has labels absent from classes: {unseen[:5].tolist()}.")
+    return known, np.searchsorted(known, y).astype(np.int64)
+
+
 def check_min_samples(X, minimum: int = 2) -> None:
     """Refuse data sets too small to train on (BatchNorm needs two samples)."""
     n = len(X)

@@ -17,7 +17,7 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
-import sklearn_greedy._cnn as cnn_module
+import sklearn_greedy._cnn_growth as cnn_module
 from sklearn_greedy import GreedyLayerwiseCNNClassifier, cifar10_params
 
 

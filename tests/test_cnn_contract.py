@@ -153,7 +153,7 @@ def test_small_data_split_falls_back_to_unstratified_with_a_message():
 
 # ---------------------------------------------------------------------- threads, precision
 def test_threads_are_the_estimators_and_restored(data, monkeypatch):
-    import sklearn_greedy._cnn as cnn_module
+    import sklearn_greedy._cnn_growth as cnn_module
 
     seen = []
     real = cnn_module.train_stage

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from _images import quadrant_images
 
-import sklearn_greedy._cnn as cnn_module
+import sklearn_greedy._cnn_growth as cnn_module
 from sklearn_greedy import GreedyLayerwiseCNNClassifier
 from sklearn_greedy.nn import AuxiliaryClassifier, GreedyLayer
 

@@ -245,3 +245,51 @@ def test_imagenet_params_build_the_papers_tables(k, widths):
     assert est._use_batch_norm() == (k > 1)
     with pytest.raises(ValueError, match="k in"):
         imagenet_params(4)
+
+
+def test_partial_fit_adds_one_layer_per_call(images):
+    X, y = images
+    full = GreedyLayerwiseCNNClassifier(**PARAMS).fit(X, y)
+    est = GreedyLayerwiseCNNClassifier(**PARAMS)
+    est.partial_fit(X, y)
+    assert est.n_layers_fitted_ == 1
+    est.partial_fit(CountingDataset(X, y))
+    assert est.n_layers_fitted_ == 2
+    np.testing.assert_allclose(est.predict_proba(X), full.predict_proba(X), atol=1e-5)
+    with pytest.warns(UserWarning, match="nothing to train"):
+        est.partial_fit(X, y)
+    assert est.n_layers_fitted_ == 2
+
+
+def test_partial_fit_classes_come_from_the_first_call(images):
+    X, y = images
+    est = GreedyLayerwiseCNNClassifier(**PARAMS)
+    first = y != 2
+    est.partial_fit(X[first], y[first], classes=[0, 1, 2])
+    np.testing.assert_array_equal(est.classes_, [0, 1, 2])
+    with pytest.raises(ValueError, match="absent from classes"):
+        est.partial_fit(X, y + 1)
+    with pytest.raises(ValueError, match="differs from the classes"):
+        est.partial_fit(X, y, classes=[0, 1])
+    assert est.n_layers_fitted_ == 1
+    est.partial_fit(X, y)
+    assert est.n_layers_fitted_ == 2
+
+
+def test_grid_search_on_a_dataset_through_slice_dataset(images):
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from sklearn_greedy.datasets import SliceDataset
+
+    X, y = images
+    data = CountingDataset(X, y)
+    grid = {"k": [1, 2], "width": [4]}
+    cv = KFold(3)
+    on_data = GridSearchCV(GreedyLayerwiseCNNClassifier(**PARAMS), grid, cv=cv).fit(
+        SliceDataset(data, idx=0), SliceDataset(data, idx=1)
+    )
+    on_arrays = GridSearchCV(GreedyLayerwiseCNNClassifier(**PARAMS), grid, cv=cv).fit(X, y)
+    np.testing.assert_allclose(
+        on_data.cv_results_["mean_test_score"], on_arrays.cv_results_["mean_test_score"]
+    )
+    assert on_data.best_estimator_.n_layers_fitted_ == PARAMS["n_layers"]
