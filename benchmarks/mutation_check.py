@@ -102,7 +102,7 @@ MUTATIONS = (
     Mutation(
         "frozen-bn-train-mode",
         "a trained layer is left in train mode: the next stages update its BatchNorm statistics",
-        (("sklearn_greedy/_cnn.py", "stage.eval().requires_grad_(False)", "stage.train()"),),
+        (("sklearn_greedy/_cnn_growth.py", "stage.eval().requires_grad_(False)", "stage.train()"),),
         ("tests/test_mechanisms.py",),
     ),
     Mutation(
@@ -110,7 +110,7 @@ MUTATIONS = (
         "a warm-started network is not put back in eval mode",
         (
             (
-                "sklearn_greedy/_cnn.py",
+                "sklearn_greedy/_cnn_growth.py",
                 "growth.model.eval().requires_grad_(False)",
                 "growth.model.train().requires_grad_(False)",
             ),
@@ -203,6 +203,20 @@ MUTATIONS = (
             ),
         ),
         ("tests/test_engine.py",),
+    ),
+    Mutation(
+        "alternating-ls-noop",
+        "the alternating solver's least-squares step is a no-op: each Adam round starts "
+        "from the head it had",
+        (
+            (
+                "sklearn_greedy/_implicit_solvers.py",
+                "        C, c = _exact_head(data, W, b, activation, setup.alpha)\n"
+                "        with torch.no_grad():",
+                "        C, c = module.head()\n        with torch.no_grad():",
+            ),
+        ),
+        ("tests/test_implicit.py",),
     ),
 )
 

@@ -71,16 +71,16 @@ class EndToEndBase(ImplicitBase):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _fit(self, X, y, previous, given) -> dict:
-        X_raw, Y_raw, info = self._validate_fit_data(X, y)
+    def _fit(self, X, y, sample_weight, previous, given) -> dict:
+        X_raw, Y_raw, weights, info = self._validate_fit_data(X, y, sample_weight)
         check_min_samples(X_raw, 2)
         device = resolve_device(self.device)
-        u_mean, u_scale = self._scaled_inputs(X_raw)
+        u_mean, u_scale = self._scaled_inputs(X_raw, weights)
         T, q = self._targets(Y_raw, info)
         U = (np.asarray(X_raw, dtype=np.float64) - u_mean) / u_scale
         seed = base_seed(self.random_state)
-        U_tr, T_tr, U_val, T_val = self._validation_split(
-            U, T, seed, given, (u_mean, u_scale), info
+        U_tr, T_tr, w_tr, U_val, T_val = self._validation_split(
+            U, T, weights, seed, given, (u_mean, u_scale), info
         )
         n_values = min(self.batch_size, U_tr.shape[0]) * (U.shape[1] + self.n_states)
         with self._runtime(device, n_values=n_values):
@@ -94,6 +94,8 @@ class EndToEndBase(ImplicitBase):
                 return torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device)
 
             data = StageData(tensor(U_tr), self._torch_targets(T_tr).to(device))
+            if w_tr is not None:  # the engine's loss: the weighted mean over each batch
+                data.sample_weight = tensor(w_tr)
             if U_val is not None:
                 data.X_val, data.y_val = tensor(U_val), self._torch_targets(T_val).to(device)
             result = train_stage(

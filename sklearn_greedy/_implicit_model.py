@@ -80,7 +80,9 @@ def activation_derivative(activation: str, z: np.ndarray, h: np.ndarray) -> np.n
     return h * (1.0 - h)
 
 
-def standardise_columns(X: np.ndarray, *, max_score: float | None = None):
+def standardise_columns(
+    X: np.ndarray, *, max_score: float | None = None, sample_weight: np.ndarray | None = None
+):
     """Mean and scale of each column, computed without overflow: ``(mean, scale)``.
 
     A column around 1e200 has a mean of 1e200 and a variance beyond float64 (1e400): each
@@ -89,11 +91,15 @@ def standardise_columns(X: np.ndarray, *, max_score: float | None = None):
     no scale is below ``max |x - mean| / max_score``: a feature that is almost constant
     on the training data (an image border pixel) does not become values of hundreds of
     standard deviations on the few samples where it is not constant. Each column's scale
-    depends on that column only, so features in different units do not interact.
+    depends on that column only, so features in different units do not interact. With
+    ``sample_weight`` the moments are weighted and rows of zero weight are ignored, so that
+    a row of weight ``k`` counts as ``k`` repeated rows.
     """
     X = np.asarray(X)
     if X.shape[0] == 0:
         return np.zeros(X.shape[1]), np.ones(X.shape[1])
+    if sample_weight is not None:
+        return _weighted_moments(X, sample_weight, max_score)
     size = np.max(np.abs(X), axis=0).astype(np.float64)
     size = np.where(np.isfinite(size) & (size > 0), size, 1.0)
     if np.all(size < 1e150):  # no overflow possible: moments in float64 directly
@@ -105,11 +111,63 @@ def standardise_columns(X: np.ndarray, *, max_score: float | None = None):
         mean_s = Xs.mean(axis=0)
         mean, scale = mean_s * size, np.sqrt(np.mean((Xs - mean_s) ** 2, axis=0)) * size
         deviation = np.max(np.abs(Xs - mean_s), axis=0) * size if max_score else None
+    return _final_scale(mean, scale, deviation, max_score)
+
+
+def _weighted_moments(X, sample_weight, max_score):
+    """:func:`standardise_columns` with weights: always through the scaled columns (one
+    path at any magnitude), over the rows of positive weight only."""
+    kept = sample_weight > 0
+    X, w = X[kept], sample_weight[kept] / sample_weight[kept].sum()
+    size = np.max(np.abs(X), axis=0).astype(np.float64)
+    size = np.where(np.isfinite(size) & (size > 0), size, 1.0)
+    Xs = X / size
+    mean_s = w @ Xs
+    mean, scale = mean_s * size, np.sqrt(w @ (Xs - mean_s) ** 2) * size
+    deviation = np.max(np.abs(Xs - mean_s), axis=0) * size if max_score else None
+    return _final_scale(mean, scale, deviation, max_score)
+
+
+def _final_scale(mean, scale, deviation, max_score):
     # a spread below float64's resolution of the column's magnitude is rounding noise
     scale = np.where(scale > 1e-12 * np.abs(mean), scale, 0.0)
     if max_score:
         scale = np.where(scale > 0, np.maximum(scale, deviation / max_score), 0.0)
     return mean, np.where(scale > 0, scale, 1.0)
+
+
+def weighted_mean(a: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
+    """Mean over the rows of ``a`` (axis 0), weighted by ``sample_weight`` when given."""
+    if sample_weight is None:
+        return a.mean(axis=0)
+    return sample_weight @ a / sample_weight.sum()
+
+
+def draw_range(sample_weight: np.ndarray | None, n_rows: int) -> int:
+    """How many equally likely positions a random draw of a training row ranges over.
+
+    The number of rows; with whole-number weights, their sum: a row of weight ``k`` then
+    holds ``k`` positions, as ``k`` repeated rows would, so that integer weights draw
+    the same rows as the repeated data set (and a zero weight as the data without it).
+    """
+    if sample_weight is None:
+        return n_rows
+    total = float(sample_weight.sum())
+    whole = np.all(sample_weight == np.round(sample_weight)) and 1 <= total < 2**62
+    return int(round(total)) if whole else n_rows
+
+
+def rows_at(draws: np.ndarray, sample_weight: np.ndarray | None, m: int) -> np.ndarray:
+    """The training rows that integer ``draws`` in ``[0, m)`` pick, with probability
+    proportional to each row's weight (:func:`draw_range` gives ``m``): draw ``k`` picks
+    the row whose stretch of the cumulative weights holds ``(k + 1/2) / m`` of the total.
+    Without weights, draw ``k`` is row ``k``."""
+    draws = np.asarray(draws)
+    if sample_weight is None:
+        return draws
+    cumulative = np.cumsum(sample_weight)
+    rows = np.searchsorted(cumulative, (draws + 0.5) * (cumulative[-1] / m), side="right")
+    return np.minimum(rows, sample_weight.shape[0] - 1)
 
 
 def block_sizes(n_states: int, n_blocks: int) -> list[int]:
@@ -314,19 +372,25 @@ def add_self_loops(
     return A_loop, (1.0 - weight) * B, (1.0 - weight) * state_intercept
 
 
-def ridge_lstsq(F: np.ndarray, Y: np.ndarray, alpha: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def ridge_lstsq(
+    F: np.ndarray, Y: np.ndarray, alpha: float = 0.0, sample_weight: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Least squares for output weights with an unpenalised intercept (problem (11)).
 
-    Minimises ``||Y - F W^T - c||_F^2 + alpha ||W||_F^2`` over ``W (q, d)`` and ``c (q,)``.
-    The data are centred to take out the intercept. With ``alpha > 0`` the normal
-    equations are positive definite and solved by Cholesky (``d`` is the number of
-    states, small); ``alpha = 0`` uses an SVD-based solver, which also handles
-    rank-deficient ``F``.
+    Minimises ``sum_k w_k ||Y_k - W F_k - c||^2 + alpha ||W||_F^2`` over ``W (q, d)`` and
+    ``c (q,)``, with ``w = sample_weight`` (all 1 when None). The data are centred (with
+    the weights) to take out the intercept, and each centred row scaled by ``sqrt(w_k)``.
+    With ``alpha > 0`` the normal equations are positive definite and solved by Cholesky
+    (``d`` is the number of states, small); ``alpha = 0`` uses an SVD-based solver, which
+    also handles rank-deficient ``F``.
     """
     F = np.asarray(F, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
-    f_mean, y_mean = F.mean(axis=0), Y.mean(axis=0)
+    f_mean, y_mean = weighted_mean(F, sample_weight), weighted_mean(Y, sample_weight)
     Fc, Yc = F - f_mean, Y - y_mean
+    if sample_weight is not None:
+        root = np.sqrt(sample_weight)[:, None]
+        Fc, Yc = Fc * root, Yc * root
     d = F.shape[1]
     if d == 0:
         return np.zeros((Y.shape[1], 0)), y_mean

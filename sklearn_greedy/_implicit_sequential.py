@@ -95,16 +95,20 @@ class SequentialBase(ImplicitBase):
     def _solver(self, n_samples: int, n_features: int, q: int, sizes) -> str:
         return "adam"
 
-    def _principal_directions(self, U):
+    def _principal_directions(self, U, weights=None):
         """The top ``n_components`` principal directions of the standardised training
-        inputs, shape (n_features, k), or None (no projection)."""
+        inputs (weighted), shape (n_features, k), or None (no projection)."""
         k = self.n_components
         if k == "auto":
             k = PROJECTED_COMPONENTS if U.shape[1] > PROJECT_ABOVE else None
         if k is None or k >= U.shape[1]:
             return None
         U_t = torch.as_tensor(U, dtype=torch.float32)
-        covariance = (U_t.T @ U_t).double() / U.shape[0]
+        if weights is None:
+            covariance = (U_t.T @ U_t).double() / U.shape[0]
+        else:
+            w_t = torch.as_tensor(weights / weights.sum(), dtype=torch.float32)
+            covariance = (U_t.T @ (U_t * w_t[:, None])).double()
         _, vectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
         return vectors[:, -k:].flip(1).numpy()
 
@@ -160,8 +164,8 @@ class SequentialBase(ImplicitBase):
             )
         return previous
 
-    def _fit(self, X, y, previous, given) -> dict:
-        X_raw, Y_raw, info = self._validate_fit_data(X, y)
+    def _fit(self, X, y, sample_weight, previous, given) -> dict:
+        X_raw, Y_raw, weights, info = self._validate_fit_data(X, y, sample_weight)
         check_min_samples(X_raw, 2)
         self._check_fit_params()
         sizes = block_sizes(self.n_states, self.n_blocks)
@@ -179,17 +183,17 @@ class SequentialBase(ImplicitBase):
         if kept is not None:  # the kept blocks were trained in the first fit's units
             u_mean, u_scale, info = kept["_u_mean"], kept["_u_scale"], kept["_target_info"]
         else:
-            u_mean, u_scale = self._scaled_inputs(X_raw)
+            u_mean, u_scale = self._scaled_inputs(X_raw, weights)
         T, q = self._targets(Y_raw, info)
         U = (np.asarray(X_raw, dtype=np.float64) - u_mean) / u_scale
         seed = base_seed(self.random_state)
-        U_tr, T_tr, U_val, T_val = self._validation_split(
-            U, T, seed, given, (u_mean, u_scale), info
+        U_tr, T_tr, w_tr, U_val, T_val = self._validation_split(
+            U, T, weights, seed, given, (u_mean, u_scale), info
         )
         if kept is not None:  # the kept blocks read the first fit's projection
             projection = kept.get("_projection")
         else:
-            projection = self._principal_directions(U_tr)
+            projection = self._principal_directions(U_tr, w_tr)
         if projection is not None:
             U_tr = U_tr @ projection
             U_val = None if U_val is None else U_val @ projection
@@ -203,8 +207,8 @@ class SequentialBase(ImplicitBase):
         n_values = min(self.batch_size, U_tr.shape[0]) * (U_tr.shape[1] + self.n_states)
         threads = self._threads(n_values)
         with self._runtime(device, n_values=n_values), threadpool_limits(threads, "blas"):
-            self._grow(growth, sizes, U_tr, T_tr, U_val, T_val, q, solver, device, seed)
-        n_used = self._n_blocks_used(growth, U_tr, T_tr, U_val, T_val, q)
+            self._grow(growth, sizes, (U_tr, T_tr, w_tr), U_val, T_val, q, solver, device, seed)
+        n_used = self._n_blocks_used(growth, T_tr, w_tr, U_val, T_val)
         fitted = {
             "_u_mean": u_mean,
             "_u_scale": u_scale,
@@ -253,11 +257,13 @@ class SequentialBase(ImplicitBase):
                 stacklevel=4,
             )
 
-    def _grow(self, growth, sizes, U_tr, T_tr, U_val, T_val, q, solver, device, seed):
-        """Train the missing blocks one by one; an interrupt keeps the finished ones."""
+    def _grow(self, growth, sizes, train, U_val, T_val, q, solver, device, seed):
+        """Train the missing blocks one by one on ``train = (U, T, weights)``; an
+        interrupt keeps the finished ones."""
+        U_tr, T_tr, w_tr = train
         for i in range(len(growth.blocks), len(sizes)):
-            prev_head = growth.heads[-1] if growth.heads else self._initial_head(T_tr, q)
-            data = growth.data(U_tr, T_tr, prev_head, U_val, T_val)
+            prev_head = growth.heads[-1] if growth.heads else self._initial_head(T_tr, q, w_tr)
+            data = growth.data(U_tr, T_tr, w_tr, prev_head, U_val, T_val)
             try:
                 fit = self._train_block(i, sizes[i], data, q, solver, device, seed)
                 states = growth.new_states(fit, U_tr, data.F_t, data.X)
@@ -275,7 +281,7 @@ class SequentialBase(ImplicitBase):
             if fit.dof is None and self._squared_loss and self.select_blocks:
                 fit.dof = block_dof(data, fit, self.activation, self.alpha)
             growth.add(fit, states, U_tr, U_val)
-            growth.scores.append(self._numpy_score(growth.output(-1), T_tr))
+            growth.scores.append(self._numpy_score(growth.output(-1), T_tr, w_tr))
             if self.verbose:
                 unit = "iterations" if solver == "lm" else "epochs"
                 print(
@@ -338,12 +344,15 @@ class SequentialBase(ImplicitBase):
         prev_C = np.hstack([prev_C, np.zeros((q, n_new))])
         states = np.hstack([data.X, new_states])
         C, c = fit.head
-        prev_loss = self._numpy_loss(states @ prev_C.T + prev_c, data.T)
-        if not self._numpy_loss(states @ C.T + c, data.T) <= prev_loss:
+        w = data.weights
+        prev_loss = self._numpy_loss(states @ prev_C.T + prev_c, data.T, w)
+        if not self._numpy_loss(states @ C.T + c, data.T, w) <= prev_loss:
             fit.head = (prev_C, prev_c)
 
-    def _n_blocks_used(self, growth, U_tr, T_tr, U_val, T_val, q) -> int:
-        """How many leading blocks the output reads (see the module's docstring)."""
+    def _n_blocks_used(self, growth, T_tr, w_tr, U_val, T_val) -> int:
+        """How many leading blocks the output reads (see the module's docstring). With
+        weights, a sample of weight ``k`` counts as ``k`` samples in the generalised
+        cross-validation."""
         k = len(growth.blocks)
         if not self.select_blocks or k == 0:
             return k
@@ -352,10 +361,11 @@ class SequentialBase(ImplicitBase):
             return int(np.argmin(losses)) + 1
         if not self._squared_loss or any(d is None for d in growth.dofs):
             return k
-        n, dof, scores = U_tr.shape[0], 1.0, []
+        n = T_tr.shape[0] if w_tr is None else float(w_tr.sum())
+        dof, scores = 1.0, []
         for i, (W, _) in enumerate(growth.blocks):
             dof += DOF_FACTOR * (W.shape[0] + growth.dofs[i])
-            scores.append(gcv(self._numpy_loss(growth.output(i), T_tr), dof, n))
+            scores.append(gcv(self._numpy_loss(growth.output(i), T_tr, w_tr), dof, n))
         return int(np.argmin(scores)) + 1
 
     # -- export --------------------------------------------------------------------------
@@ -518,7 +528,7 @@ class _Growth:
             if U_val is not None:
                 self.F_val_t = _torch_features(U_val, self.X_val, n_states, device)
 
-    def data(self, U, T, prev_head, U_val, T_val) -> BlockData:
+    def data(self, U, T, weights, prev_head, U_val, T_val) -> BlockData:
         width = U.shape[1] + self.X.shape[1]
         return BlockData(
             self.X,
@@ -530,6 +540,7 @@ class _Growth:
             T_val,
             None if self.F_t is None else self.F_t[:, :width],
             None if self.F_val_t is None else self.F_val_t[:, :width],
+            weights,
         )
 
     def new_states(self, fit, U, F_t, X):

@@ -17,6 +17,12 @@ new block's weights ``[A_{i,1..i-1}, B_i]`` and state intercept, the re-fitted o
 
 :func:`block_dof` and :func:`gcv` measure what a block costs in effective degrees of
 freedom, which the estimators use to choose how many blocks the output reads.
+
+Sample weights. With weights ``w`` (:attr:`BlockData.weights`) every solver minimises the
+weighted loss, so that a sample of weight ``k`` counts as ``k`` repeated samples: the
+least-squares problems are centred with weighted means and each centred row is scaled by
+``sqrt(w)``; the random choices of training samples (candidate units, initial biases)
+draw samples in proportion to their weights (``rows_at``).
 """
 
 from __future__ import annotations
@@ -34,7 +40,10 @@ from ._implicit_model import (
     activation_derivative,
     activation_numpy,
     activation_torch,
+    draw_range,
     ridge_lstsq,
+    rows_at,
+    weighted_mean,
 )
 from ._utils import make_generator, torch_seeded
 
@@ -61,6 +70,7 @@ class BlockData:
     of shape (n,) for the cross-entropy; ``prev_head`` is the output head ``(C, c)`` of the
     model before the block, ``C`` of shape (q, s). The torch solvers read ``F_t`` (and
     ``F_val_t``): ``[u, x_1, ..., x_{i-1}]`` as float32 on the training device.
+    ``weights`` holds the non-negative weights of the training samples (None: all 1).
     """
 
     X: np.ndarray
@@ -72,10 +82,20 @@ class BlockData:
     T_val: np.ndarray | None = None
     F_t: torch.Tensor | None = None
     F_val_t: torch.Tensor | None = None
+    weights: np.ndarray | None = None
 
     @property
     def has_validation(self) -> bool:
         return self.U_val is not None and self.U_val.shape[0] > 0
+
+    @property
+    def total_weight(self) -> float:
+        """The number of samples a weighted sum counts: the rows, or the weights' sum."""
+        return self.T.shape[0] if self.weights is None else float(self.weights.sum())
+
+    def root_weights(self) -> np.ndarray | None:
+        """``sqrt(w)`` as a column, the row scaling of weighted least squares."""
+        return None if self.weights is None else np.sqrt(self.weights)[:, None]
 
     def features(self) -> np.ndarray:
         return np.hstack([self.X, self.U])
@@ -124,11 +144,15 @@ def _record(epoch, loss, score, valid, lr, start) -> dict:
 
 
 class _Scaled:
-    """The block's features ``[x_1..x_{i-1}, u]`` standardised, with a column of ones."""
+    """The block's features ``[x_1..x_{i-1}, u]`` standardised (with the weighted moments
+    when there are weights), with a column of ones."""
 
-    def __init__(self, F: np.ndarray):
-        self.mean = F.mean(axis=0)
-        scale = F.std(axis=0)
+    def __init__(self, F: np.ndarray, weights: np.ndarray | None = None):
+        if weights is None:
+            self.mean, scale = F.mean(axis=0), F.std(axis=0)
+        else:
+            self.mean = weighted_mean(F, weights)
+            scale = np.sqrt(weighted_mean((F - self.mean) ** 2, weights))
         self.scale = np.where(scale > 1e-12, scale, 1.0)
         self.F1 = self(F)
 
@@ -143,11 +167,16 @@ class _Scaled:
 
 class _RidgeHead:
     """Exact ridge least squares for ``C_1..C_i`` with the previous states' part of the
-    normal equations computed once per block."""
+    normal equations computed once per block. With weights, the centred rows (``Xc``,
+    ``Tc``, the residual ``R``, the states ``Sc``) are scaled by ``sqrt(w)`` (``root``)."""
 
-    def __init__(self, X: np.ndarray, T: np.ndarray, penalty: float, n_new: int):
-        self.x_mean, self.t_mean = X.mean(axis=0), T.mean(axis=0)
+    def __init__(self, X: np.ndarray, T: np.ndarray, penalty: float, n_new: int, weights=None):
+        self.weights = weights
+        self.root = None if weights is None else np.sqrt(weights)[:, None]
+        self.x_mean, self.t_mean = weighted_mean(X, weights), weighted_mean(T, weights)
         self.Xc, self.Tc = X - self.x_mean, T - self.t_mean
+        if self.root is not None:
+            self.Xc, self.Tc = self.Xc * self.root, self.Tc * self.root
         s = X.shape[1]
         self.s, self.penalty = s, penalty
         self.gram = np.empty((s + n_new, s + n_new))
@@ -160,8 +189,10 @@ class _RidgeHead:
     def fit(self, H: np.ndarray) -> dict:
         """Head on ``[X, H]``: ``C (q, s + k)``, ``c (q,)``, the residual ``R (n, q)`` and
         the centred states ``Sc``."""
-        s, h_mean = self.s, H.mean(axis=0)
+        s, h_mean = self.s, weighted_mean(H, self.weights)
         Hc = H - h_mean
+        if self.root is not None:
+            Hc *= self.root
         cross = Hc.T @ self.XT
         gram, rhs = self.gram, self.rhs
         gram[s:, :s] = cross[:, :s]
@@ -181,7 +212,15 @@ class _RidgeHead:
 
 
 def screen_units(
-    F, R, basis, n_new: int, rng, n_candidates: int, activation: str = "relu", alpha: float = 0.0
+    F,
+    R,
+    basis,
+    n_new: int,
+    rng,
+    n_candidates: int,
+    activation: str = "relu",
+    alpha: float = 0.0,
+    weights: np.ndarray | None = None,
 ):
     """Start a block from the random units that explain most of the residual ``R``.
 
@@ -190,7 +229,8 @@ def screen_units(
     pursuit): the one whose centred output, orthogonal to the current states (``basis``,
     orthonormal), explains most of what is still unexplained, net of its weight penalty
     ``alpha ||w||^2`` (a steep unit must explain more). Returns the chosen ``[w | b]`` rows
-    on the scaled features ``F``.
+    on the scaled features ``F``. With ``weights``, ``R`` and ``basis`` are the weighted
+    ones (rows scaled by ``sqrt(w)``) and samples are drawn in proportion to their weight.
     """
     n, d = F.shape
     W = rng.standard_normal((n_candidates, d))
@@ -198,13 +238,23 @@ def screen_units(
     lo, hi = np.log(CANDIDATE_SCALES[0]), np.log(CANDIDATE_SCALES[1])
     steepness = np.exp(rng.uniform(lo, hi, n_candidates))
     W *= steepness[:, None]
-    cost = alpha * steepness**2 * R.size
-    first, second = rng.integers(0, n, n_candidates), rng.integers(0, n, n_candidates)
+    if weights is None:
+        cost = alpha * steepness**2 * R.size
+        first, second = rng.integers(0, n, n_candidates), rng.integers(0, n, n_candidates)
+        n_total = n
+    else:
+        n_total = float(weights.sum())
+        cost = alpha * steepness**2 * (n_total * R.shape[1])
+        m = draw_range(weights, n)
+        first = rows_at(rng.integers(0, m, n_candidates), weights, m)
+        second = rows_at(rng.integers(0, m, n_candidates), weights, m)
     # near, not at, a sample: a kink exactly on a sample is a point of non-differentiability
     points = F[first] + 0.05 * (F[second] - F[first])
     b = -np.sum(W * points, axis=1)
     H = activation_numpy(activation, F @ W.T + b)
-    H -= H.mean(axis=0)
+    H -= weighted_mean(H, weights)
+    if weights is not None:
+        H *= np.sqrt(weights)[:, None]
     # inner products with the residual and norms of each candidate's part orthogonal to
     # the current states, updated as units are chosen (no deflated copy of H is formed)
     corr, norms = H.T @ R, np.einsum("ij,ij->j", H, H)
@@ -215,7 +265,7 @@ def screen_units(
     chosen, picked = [], []
     for _ in range(min(n_new, n_candidates)):
         gain = np.sum(corr**2, axis=1) / np.maximum(norms, 1e-300) - cost
-        gain[norms <= 1e-10 * n] = -np.inf
+        gain[norms <= 1e-10 * n_total] = -np.inf
         gain[chosen] = -np.inf
         k = int(np.argmax(gain))
         if not np.isfinite(gain[k]):
@@ -246,11 +296,11 @@ class _VarPro:
 
     def __init__(self, data: BlockData, n_new: int, activation: str, alpha: float):
         self.data, self.n_new, self.activation = data, n_new, activation
-        self.scaled = _Scaled(data.features())
-        n, q = data.T.shape
-        self.nq = n * q
+        self.scaled = _Scaled(data.features(), data.weights)
+        total = data.total_weight  # the rows, or the samples the weights count
+        self.nq = total * data.T.shape[1]
         self.alpha = alpha
-        self.head = _RidgeHead(data.X, data.T, alpha * n, n_new)
+        self.head = _RidgeHead(data.X, data.T, alpha * total, n_new, data.weights)
         d1 = self.scaled.F1.shape[1]
         mask = np.ones((n_new, d1))
         mask[:, -1] = 0.0  # intercepts are not penalised
@@ -261,7 +311,8 @@ class _VarPro:
         H = activation_numpy(self.activation, Z)
         point = self.head.fit(H)
         C, R = point["C"], point["R"]
-        mse = float(np.mean(R**2))
+        # R is the weighted residual: its mean square is the weighted mean squared error
+        mse = float(np.mean(R**2)) if self.data.weights is None else float(np.sum(R**2)) / self.nq
         # the ridge head minimises mse + alpha ||C_j||^2 for each output j
         penalty = float(np.sum(C * C)) / C.shape[0] + float(np.sum(theta[:, :-1] ** 2))
         point.update(theta=theta, Z=Z, H=H, mse=mse, objective=mse + self.alpha * penalty)
@@ -281,7 +332,9 @@ class _VarPro:
         jtr = np.zeros(self.n_new * d1)
         for j in range(R.shape[1]):
             M = ((slope * C[j, s:])[:, :, None] * F1[:, None, :]).reshape(n, -1)
-            M -= M.mean(axis=0)
+            M -= weighted_mean(M, self.data.weights)
+            if self.head.root is not None:
+                M *= self.head.root
             jtr += M.T @ R[:, j]
             QM = basis.T @ M
             jtj += M.T @ M - QM.T @ QM
@@ -339,10 +392,15 @@ def lm_block(
     n = data.T.shape[0]
     prev_C, prev_c = data.prev_head
     residual = data.T - (data.X @ prev_C.T + prev_c)
-    basis = np.linalg.qr(data.X - data.X.mean(axis=0))[0] if data.X.shape[1] else None
+    centred = data.X - weighted_mean(data.X, data.weights)
+    root = data.root_weights()
+    if root is not None:
+        residual, centred = residual * root, centred * root
+    basis = np.linalg.qr(centred)[0] if data.X.shape[1] else None
     n_candidates = int(np.clip(2**20 // n, *N_CANDIDATES))
+    F = problem.scaled.F1[:, :-1]
     theta = screen_units(
-        problem.scaled.F1[:, :-1], residual, basis, n_new, rng, n_candidates, activation, alpha
+        F, residual, basis, n_new, rng, n_candidates, activation, alpha, data.weights
     )
     point = problem.evaluate(theta)
     result = StageResult()
@@ -376,7 +434,10 @@ def lm_block(
             break
         current = value(point)
         valid = current if data.has_validation else None
-        score = -float(np.mean(np.sum(point["R"] ** 2, axis=1)))
+        if data.weights is None:
+            score = -float(np.mean(np.sum(point["R"] ** 2, axis=1)))
+        else:  # minus the weighted mean over samples of the summed squared error
+            score = -float(np.sum(point["R"] ** 2)) / data.total_weight
         record = _record(epoch, point["mse"], score, valid, None, start)
         result.history.append(record)
         if verbose:
@@ -473,10 +534,17 @@ def _module(data: BlockData, n_new: int, activation: str, setup: TorchSetup, q: 
     generator = make_generator(setup.seed + 1, setup.device)
     # data-dependent biases: each new unit's hyperplane passes through a random training
     # sample, so no unit starts dead or constant on the data
-    with torch.no_grad():
+    if data.weights is None:
         rows = torch.randint(0, F.shape[0], (n_new,), generator=generator, device=setup.device)
+    else:  # a sample of weight k is drawn as k repeated samples would be
+        m = draw_range(data.weights, F.shape[0])
+        draws = torch.randint(0, m, (n_new,), generator=generator, device=setup.device)
+        rows = torch.as_tensor(rows_at(draws.cpu().numpy(), data.weights, m), device=F.device)
+    with torch.no_grad():
         module.hidden.bias.copy_(-(module.hidden.weight * F[rows]).sum(dim=1))
     stage = StageData(F, setup.torch_targets(data.T).to(setup.device))
+    if data.weights is not None:
+        stage.sample_weight = torch.as_tensor(data.weights, dtype=torch.float32, device=F.device)
     if data.has_validation:
         stage.X_val = data.F_val_t
         stage.y_val = setup.torch_targets(data.T_val).to(setup.device)
@@ -485,7 +553,7 @@ def _module(data: BlockData, n_new: int, activation: str, setup: TorchSetup, q: 
 
 def _exact_head(data: BlockData, W, b, activation, alpha):
     states = np.hstack([data.X, block_states(activation, W, b, data.X, data.U)])
-    return ridge_lstsq(states, data.T, alpha * states.shape[0])
+    return ridge_lstsq(states, data.T, alpha * data.total_weight, data.weights)
 
 
 def adam_block(data: BlockData, n_new: int, *, activation: str, setup: TorchSetup, q: int):

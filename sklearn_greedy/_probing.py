@@ -262,7 +262,10 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
         """Feature names: ``layer{j}_c{channel}_{row}{col}`` for a CNN.
 
         With ``pool=None`` (or a grid wider than 9) row and column are separated by an
-        underscore. An implicit model's states are ``block{k}_x{i}``.
+        underscore. An implicit model names its states itself, as its own
+        ``get_feature_names_out`` with ``transform_blocks=layer_``: ``block{j}_x{i}`` is
+        state ``i`` of block ``j``, in the order of :meth:`transform`
+        (``[x_k, ..., x_1]``).
 
         Parameters
         ----------
@@ -275,12 +278,12 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
             One name per output feature.
         """
         check_is_fitted(self)
-        j = self.layer_
         if len(self.feature_shape_) == 1:
-            names = [f"block{j}_x{i}" for i in range(self.feature_shape_[0])]
-        else:
-            names = layer_feature_names(j, *self.feature_shape_)
-        return np.asarray(names, dtype=object)
+            # the same view as transform's: the model's names of the columns it returns
+            view = copy.copy(_unwrap(self.estimator_))
+            view.transform_blocks = self.layer_
+            return np.asarray(view.get_feature_names_out(), dtype=object)
+        return np.asarray(layer_feature_names(self.layer_, *self.feature_shape_), dtype=object)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

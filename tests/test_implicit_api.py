@@ -100,6 +100,57 @@ def test_feature_names_say_which_block_a_state_belongs_to():
     ]
 
 
+# --- sample weights ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "Est, weights, match",
+    [
+        (SequentialImplicitRegressor, -np.ones(120), "Negative values in data passed to"),
+        (SequentialImplicitRegressor, np.ones(7), r"sample_weight.shape == \(7,\)"),
+        (SequentialImplicitRegressor, np.zeros(120), "at least one non-zero"),
+        (EndToEndImplicitRegressor, np.full(120, np.nan), "sample_weight contains NaN"),
+        # a classifier trained on the samples of one class only has nothing to separate
+        (SequentialImplicitClassifier, "one class", "at least 2 classes with a positive"),
+        (EndToEndImplicitClassifier, "one class", "at least 2 classes with a positive"),
+    ],
+)
+def test_bad_sample_weights_are_refused(Est, weights, match):
+    X, y_reg, y_clf = _data()
+    y = y_clf if hasattr(Est, "predict_proba") else y_reg
+    if isinstance(weights, str):
+        weights = (y == 1).astype(float)
+    with pytest.raises(ValueError, match=match):
+        Est(n_states=4, **FAST).fit(X, y, sample_weight=weights)
+
+
+@pytest.mark.parametrize("Est", [SequentialImplicitRegressor, SequentialImplicitClassifier])
+def test_sample_weights_follow_their_rows_through_the_validation_split(Est):
+    """The early_stopping split holds out rows with their weights: the training part keeps
+    the weights of its rows; a training part of zero weight only is refused."""
+    est = Est(early_stopping=True, validation_fraction=0.25)
+    n = 40
+    U, T = np.arange(n, dtype=float)[:, None], np.arange(n) % 2  # each row knows its number
+    info = {"classes": np.array([0, 1])}
+    split = est._validation_split(U, T, U[:, 0] + 1.0, 7, (None, None), None, info)
+    U_tr, T_tr, w_tr, U_val, _ = split
+    assert len(U_val) == 10 and len(U_tr) == 30
+    np.testing.assert_array_equal(w_tr, U_tr[:, 0] + 1.0)
+    only_validation = np.ones(n)
+    only_validation[U_tr[:, 0].astype(int)] = 0.0
+    with pytest.raises(ValueError, match="zero on every training sample"):
+        est._validation_split(U, T, only_validation, 7, (None, None), None, info)
+
+
+def test_regression_loss_is_one_value_per_sample_for_weights():
+    """The engine weights per-sample losses: with several outputs each sample's loss is
+    the mean over its outputs, so that unit weights give the mean loss."""
+    out, target = torch.randn(6, 3), torch.randn(6, 3)
+    per_sample = SequentialImplicitRegressor._loss_fn(out, target, reduction="none")
+    assert per_sample.shape == (6,)
+    torch.testing.assert_close(per_sample.mean(), SequentialImplicitRegressor._loss_fn(out, target))
+
+
 # --- parameters -------------------------------------------------------------------------
 
 
@@ -134,9 +185,9 @@ def test_classifier_validation_split_is_stratified(monkeypatch):
     seen = {}
     real = sequential_module.SequentialBase._grow
 
-    def spy(self, growth, sizes, U_tr, T_tr, U_val, T_val, *args):
-        seen["train"], seen["val"] = np.bincount(T_tr), np.bincount(T_val)
-        return real(self, growth, sizes, U_tr, T_tr, U_val, T_val, *args)
+    def spy(self, growth, sizes, train, U_val, T_val, *args):
+        seen["train"], seen["val"] = np.bincount(train[1]), np.bincount(T_val)
+        return real(self, growth, sizes, train, U_val, T_val, *args)
 
     monkeypatch.setattr(sequential_module.SequentialBase, "_grow", spy)
     clf = SequentialImplicitClassifier(n_states=4, n_blocks=2, early_stopping=True, **FAST)

@@ -172,6 +172,23 @@ def test_implicit_models_through_transform_blocks(implicit, data):
         separability_scores(implicit, X2, y, X2_test, y_test)
 
 
+def test_implicit_feature_names_are_the_models_own(implicit, data):
+    """Each column is named by the block it belongs to, as the model names it: blocks 2
+    and 1 of sizes 2 and 2 are ``block2_x0, block2_x1, block1_x0, block1_x1``."""
+    X2, y = data[0].reshape(90, -1), data[1]
+    assert implicit.block_sizes_ == [2, 2, 2]
+    lf = LayerFeatures(FrozenEstimator(implicit), layer=2).fit(X2, y)
+    names = lf.get_feature_names_out()
+    assert names.tolist() == ["block2_x0", "block2_x1", "block1_x0", "block1_x1"]
+    view = copy.copy(implicit)
+    view.transform_blocks = 2
+    assert names.tolist() == view.get_feature_names_out().tolist()
+    assert names.shape == (lf.transform(X2).shape[1],)
+    assert implicit.transform_blocks is None
+    every = LayerFeatures(FrozenEstimator(implicit)).fit(X2, y).get_feature_names_out()
+    np.testing.assert_array_equal(every, implicit.get_feature_names_out())
+
+
 def test_separability_scores_one_row_per_layer(cnn, data):
     scores = separability_scores(cnn, *data, max_epochs=2, random_state=0)
     assert sorted(scores) == ["cnn1", "cnn2", "layer", "linear"]
