@@ -116,9 +116,7 @@ def test_step_schedule_is_applied_to_the_optimizer(monkeypatch):
         return step(self, idx, xb)
 
     monkeypatch.setattr(StageTrainer, "train_step", spy)
-    result = _train(
-        torch.nn.Linear(4, 2), _data(), config=_config(lr=1.0, lr_decay=0.5, lr_step=2)
-    )
+    result = _train(torch.nn.Linear(4, 2), _data(), config=_config(lr=1.0, lr_decay=0.5, lr_step=2))
     assert [r["lr"] for r in result.history] == [1.0, 1.0, 0.5, 0.5, 0.25]
     assert seen == [lr for lr in [1.0, 1.0, 0.5, 0.5, 0.25] for _ in range(6)]
 
