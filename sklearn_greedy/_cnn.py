@@ -20,14 +20,10 @@ from ._cnn_growth import LayerGrowthMixin
 from ._cnn_inference import LayerwiseCNNInference
 from ._cnn_inputs import CNNInputsMixin
 from ._cnn_modules import DOWNSAMPLE_KINDS, layer_plan
-from ._cnn_network import (
-    FitStages as _Stages,
-)
-from ._cnn_network import (
-    check_plan,
-    check_warm_start,
-)
+from ._cnn_network import FitStages as _Stages
+from ._cnn_network import check_plan, check_warm_start, values_per_sample
 from ._cnn_variants import CNNVariantsMixin
+from ._distributed import check_devices, fit_on_devices
 from ._engine import TrainingConfig
 from ._streaming import PREFIX_CACHES
 from ._utils import (
@@ -47,6 +43,9 @@ from ._validation import (
     encode_classes,
     partial_classes,
 )
+
+# Largest layer output (numbers) of one evaluation batch: 256 MiB of float32
+_EVAL_VALUES = 2**26
 
 # Parameters that shape the network: a warm start must keep them, since the fitted
 # layers were built with them.
@@ -182,8 +181,11 @@ class GreedyLayerwiseCNNClassifier(
         (None: recomputed per batch). "auto" is "device" for arrays, None for streams.
     num_workers, pin_memory, prefetch_factor : int, bool, int
         DataLoader settings when X is a data set, defaults 0, True (on CUDA) and 2.
-    device : str or torch.device, default="auto"
-        Where to train: "auto" uses CUDA when present.
+    device : str, torch.device or list of str, default="auto"
+        Where to train: "auto" uses CUDA when present. A list (``["cuda:0", "cuda:1"]``)
+        trains each layer data-parallel on those devices, one spawned process each
+        (``torch.distributed``; ``batch_size`` is the global batch); under ``torchrun``,
+        pass each process's own device instead.
     precision : {"auto", "float32", "tf32", "bf16"}, default="auto"
         Arithmetic of training: float32, TF32 matmuls on CUDA, or bf16 autocast. "auto"
         is TF32 on CUDA and float32 elsewhere. Set for this estimator's fit only.
@@ -312,7 +314,7 @@ class GreedyLayerwiseCNNClassifier(
         "num_workers": [Interval(Integral, 0, None, closed="left")],
         "pin_memory": ["boolean"],
         "prefetch_factor": [Interval(Integral, 1, None, closed="left")],
-        "device": [str, torch.device],
+        "device": [str, torch.device, list, tuple],
         "precision": [StrOptions(set(PRECISIONS))],
         "deterministic": ["boolean"],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
@@ -440,10 +442,24 @@ class GreedyLayerwiseCNNClassifier(
         self : GreedyLayerwiseCNNClassifier
             The fitted estimator.
         """
+        if isinstance(self.device, (list, tuple)):
+            return self._fit_on_devices(X, y, sample_weight=sample_weight, X_val=X_val, y_val=y_val)
         with restore_on_failure(self):
             previous = dict(self.__dict__)
             # fitted attributes are assigned together, once every layer is trained
             self.__dict__.update(self._fit(X, y, sample_weight, X_val, y_val, previous))
+        return self
+
+    def _fit_on_devices(self, X, y, **fit_params):
+        """One process per device of the ``device`` list, each layer trained data-parallel;
+        the fitted state of rank 0 comes back (no process group is kept)."""
+        if self.training == "decoupled":
+            raise ValueError(
+                "training='decoupled' trains on one device; pass a single device, or use "
+                "training='sequential' to train on several."
+            )
+        fitted = fit_on_devices(self, check_devices(self.device), X, y, **fit_params)
+        self.__dict__.update(fitted.__dict__)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -528,7 +544,9 @@ class GreedyLayerwiseCNNClassifier(
         stages = _Stages(plan, len(classes), seed, augment, device, self._prefix_cache(X), stop)
         stages.trained = trained
         grow = self._grow_decoupled if self.training == "decoupled" else self._grow
-        widest = max(spec.out_channels for spec in plan) * image_shape[1] * image_shape[2]
+        widest = values_per_sample(plan, image_shape, self.input_downsample)
+        # read by _eval_batch_size during the fit and after it (kept with the fitted model)
+        self._values_per_sample = widest
         with self._runtime(device, n_values=self.batch_size * widest):
             grow(growth, stages, data)
         return self._fitted_attributes(growth, classes, image_shape, device, plan)
@@ -585,4 +603,8 @@ class GreedyLayerwiseCNNClassifier(
         )
 
     def _eval_batch_size(self) -> int:
-        return max(self.batch_size, 1024)
+        """Batch of the passes without gradients: large, but not so large that one layer's
+        output for it holds more than ``_EVAL_VALUES`` numbers (256 MiB of float32)."""
+        values = self.__dict__.get("_values_per_sample")
+        cap = 1024 if values is None else max(1, _EVAL_VALUES // values)
+        return max(self.batch_size, min(1024, cap))

@@ -111,6 +111,20 @@ def channel_stats(X, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return mean.float(), std.float()
 
 
+def values_per_sample(plan: list[LayerSpec], image_shape, input_downsample: bool) -> int:
+    """The most numbers one sample has at any point of the network (its input or a layer's
+    output), from the plan: each downsampling halves the side, rounding up."""
+    c, h, w = image_shape
+    largest = c * h * w
+    if input_downsample:
+        h, w = math.ceil(h / 2), math.ceil(w / 2)
+    for spec in plan:
+        if spec.downsample is not None:
+            h, w = math.ceil(h / 2), math.ceil(w / 2)
+        largest = max(largest, spec.out_channels * h * w)
+    return largest
+
+
 def layer_shapes(model: LayerwiseNetwork, image_shape, device) -> list[tuple[int, int, int]]:
     """Shape (C, h, w) of one sample after each layer, from a forward pass of one image."""
     with torch.no_grad():

@@ -19,6 +19,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if isinstance(device, (list, tuple)):
+        raise ValueError(
+            f"device={list(device)!r}: a list of devices trains data-parallel in fit only; "
+            "this step (partial_fit, refit_final_head, or an estimator without multi-device "
+            "training) needs a single device."
+        )
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as exc:

@@ -78,3 +78,20 @@ def test_digits_benchmark_helpers_build_the_end_to_end_baseline():
     net.set_params(max_epochs=1).fit(X[:200].reshape(-1, 1, 8, 8).astype(np.float32), y[:200])
     assert net.predict(X[:10].reshape(-1, 1, 8, 8).astype(np.float32)).shape == (10,)
     assert "benchmarks" in sys.modules["digits"].__file__
+
+
+def test_streaming_benchmark_parts_run_on_tiny_folders(tmp_path):
+    import argparse
+
+    import streaming
+
+    args = argparse.Namespace(width=4, epochs=1, workers=0)
+    train = streaming.generated_folder(str(tmp_path / "train"), 24, 8)
+    test = streaming.generated_folder(str(tmp_path / "test"), 12, 8, seed=1)
+    agreement = streaming.agreement_part(args, train, test, 8)
+    # the streamed fit is the array fit: same images, same seed
+    assert agreement["difference"] == 0
+    cache = streaming.cache_part(args, train, 8)
+    assert set(cache) == {"None", "host"} and all(len(s) == 4 for s in cache.values())
+    linked = streaming.linked_subset(train, str(tmp_path / "linked"), 8)
+    assert sum(len(files) for _, _, files in __import__("os").walk(linked)) == 8

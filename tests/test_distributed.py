@@ -340,3 +340,24 @@ def test_check_devices_accepts_repeated_cpus():
 def test_check_devices_rejects(devices, message):
     with pytest.raises(ValueError, match=message):
         check_devices(devices)
+
+
+@pytest.mark.timeout(120)
+def test_estimator_fits_on_a_list_of_devices():
+    from sklearn.base import clone
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(64, 1, 6, 6).astype(np.float32), np.arange(64) % 2
+    params = dict(n_layers=2, width=4, max_epochs=2, batch_size=16, augment=False,
+                  random_state=0)  # fmt: skip
+    single = GreedyLayerwiseCNNClassifier(**params, device="cpu").fit(X, y)
+    multi = GreedyLayerwiseCNNClassifier(**params, device=["cpu", "cpu"]).fit(X, y)
+    np.testing.assert_allclose(multi.predict_proba(X), single.predict_proba(X), atol=1e-5)
+    assert multi.get_params()["device"] == ["cpu", "cpu"]
+    assert clone(multi).device == ["cpu", "cpu"]
+    with pytest.raises(ValueError, match="single device"):
+        clone(multi).partial_fit(X, y)
+    with pytest.raises(ValueError, match="decoupled"):
+        clone(multi).set_params(training="decoupled").fit(X, y)

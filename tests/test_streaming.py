@@ -293,3 +293,14 @@ def test_grid_search_on_a_dataset_through_slice_dataset(images):
         on_data.cv_results_["mean_test_score"], on_arrays.cv_results_["mean_test_score"]
     )
     assert on_data.best_estimator_.n_layers_fitted_ == PARAMS["n_layers"]
+
+
+def test_evaluation_batches_shrink_for_large_images():
+    rng = np.random.RandomState(0)
+    X, y = rng.rand(8, 3, 64, 64).astype(np.float32), np.arange(8) % 2
+    params = dict(PARAMS, n_layers=1, width=64, max_epochs=1, batch_size=4)
+    est = GreedyLayerwiseCNNClassifier(**params).fit(X, y)
+    # 64 channels of 64x64 per image: 256 images make 256 MiB of float32
+    assert est._eval_batch_size() == 256
+    small = GreedyLayerwiseCNNClassifier(**PARAMS).fit(*quadrant_images(n=20))
+    assert small._eval_batch_size() == 1024
