@@ -176,9 +176,10 @@ class GreedyLayerwiseCNNClassifier(
         Layer whose representation :meth:`transform` returns: 1-based like the paper's
         ``x_j``, negative counts from the end (``-1`` is the last), None for the last.
     prefix_cache : {"auto", "device", "host", "disk"} or None, default="auto"
-        Without augmentation, where the frozen layers' output is kept for a layer's
-        epochs: on the device, in host memory or a temporary memmap (float16), or nowhere
-        (None: recomputed per batch). "auto" is "device" for arrays, None for streams.
+        Without augmentation, where each trained layer's output is kept for the next
+        layer (computed once, from the kept output of the layer below): on the device,
+        in host memory or a temporary memmap (float16), or nowhere (None: the frozen
+        layers rerun on every batch). "auto" is "device" for arrays, None for streams.
     num_workers, pin_memory, prefetch_factor : int, bool, int
         DataLoader settings when X is a data set, defaults 0, True (on CUDA) and 2.
     device : str, torch.device or list of str, default="auto"

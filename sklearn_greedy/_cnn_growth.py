@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch.nn.functional as F
@@ -18,8 +19,9 @@ from torch import nn
 from ._cnn_modules import make_stem
 from ._cnn_network import FitStages as _Stages
 from ._cnn_network import GrowingNetwork as _Growth
-from ._cnn_network import LayerwiseNetwork, last_head_accuracy, layer_shapes
+from ._cnn_network import LayerwiseNetwork, head_accuracy, last_head_accuracy, layer_shapes
 from ._engine import StageData, StageResult, train_stage
+from ._streaming import cache_outputs
 from ._utils import derive_seed, make_generator, resolve_precision
 
 
@@ -46,8 +48,11 @@ class LayerGrowthMixin:
     def _grow(self, growth: _Growth, stages: _Stages, data: StageData) -> None:
         """Train the missing layers one by one; an interrupt keeps the finished ones."""
         for j in range(len(growth.widths), stages.stop or self.n_layers):
+            # on the kept features of the layers below when there are some, else on the
+            # raw data through the frozen network
+            feed = (growth.features, None) if growth.features else (data, growth.model.features)
             try:
-                layer, head, result = self._train_layer(growth.model, stages, j, data)
+                layer, head, result = self._train_layer(growth.model, stages, j, *feed)
             except KeyboardInterrupt:
                 if not growth.widths:
                     raise
@@ -62,24 +67,55 @@ class LayerGrowthMixin:
             growth.widths.append(stages.plan[j].out_channels)
             growth.results.append(result)
             growth.pruning.append(stages.pruning.get(j))
-            growth.scores.append(self._layer_accuracy(growth.model, data))
+            growth.features = self._next_features(growth, stages, data, layer)
+            if growth.features is not None:
+                score = head_accuracy(head, growth.features, self._eval_batch_size())
+            else:
+                score = self._layer_accuracy(growth.model, data)
+            growth.scores.append(score)
             self._report_layer(j, growth, result)
 
-    def _train_layer(self, model: LayerwiseNetwork, stages: _Stages, j: int, data: StageData):
-        """Layer ``j`` and its auxiliary head trained on the frozen ``model`` (Alg. 1)."""
+    def _next_features(self, growth: _Growth, stages: _Stages, data: StageData, layer):
+        """The data after the newest layer, kept where ``prefix_cache`` says, when the next
+        layer can train on it (no augmentation); computed from the kept features of the
+        layer below (one layer's pass) or, the first time, from the raw data."""
+        if stages.augment is not None or stages.prefix_cache is None:
+            return None
+        source, fn = growth.features, layer
+        if source is None:
+            source, fn = data, growth.model.features
+        size = self._eval_batch_size()
+        config = self._training_config("", stages)
+        with config.autocast(stages.device):
+            X = cache_outputs(fn, source.X, size, stages.prefix_cache)
+            X_val = source.X_val
+            if data.has_validation:
+                X_val = cache_outputs(fn, source.X_val, size, stages.prefix_cache)
+        return replace(data, X=X, X_val=X_val)
+
+    def _train_layer(self, model: LayerwiseNetwork, stages: _Stages, j: int, data: StageData,
+                     prefix=None):  # fmt: skip
+        """Layer ``j`` and its auxiliary head trained on the frozen ``model`` (Alg. 1): on
+        ``prefix(data)``, where ``prefix`` is the frozen network (``data`` raw) or None
+        (``data`` is already its output)."""
         layer, head = self._build_step(stages, j)
         stage = nn.Sequential(layer, head).to(stages.device)
+        config = self._training_config(f"layer {j + 1}/{self.n_layers}", stages)
+        if prefix is not None and len(model.layers) == 0 and config.prefix_cache != "device":
+            # the stem's output is the images again (float): kept on the device with the
+            # images, never copied to the host or disk, where a stream would not fit
+            config = replace(config, prefix_cache=None)
         result = train_stage(
             stage,
             data,
             loss_fn=F.cross_entropy,
-            config=self._training_config(f"layer {j + 1}/{self.n_layers}", stages),
+            config=config,
             generator=make_generator(derive_seed(stages.seed, 2, j), stages.device),
-            prefix=model.features,
+            prefix=prefix,
             augment=stages.augment,
         )
         stage.eval().requires_grad_(False)
-        layer, head = self._compress_step(model, stages, j, data, layer, head)
+        layer, head = self._compress_step(stages, j, data, prefix, layer, head)
         return layer, head, result
 
     def _report_layer(self, j: int, growth: _Growth, result: StageResult) -> None:

@@ -77,12 +77,21 @@ class GrowingNetwork:
     widths: list[int] = field(default_factory=list)
     first_new: int = 0
     pruning: list = field(default_factory=list)
+    # the training (and validation) data after the last layer, kept between layers when
+    # there is no augmentation: the next layer trains on it, its prefix never rerun
+    features: object = None
 
 
 def last_head_accuracy(model: LayerwiseNetwork, data, batch_size: int) -> float:
     """Accuracy of the last trained layer's head on ``data`` (un-augmented, eval mode)."""
     depth = len(model.layers)
     out = batched_apply(lambda batch: model.head_logits(batch, depth), data.X, batch_size)
+    return float((out.argmax(1) == data.y).float().mean())
+
+
+def head_accuracy(head, data, batch_size: int) -> float:
+    """Accuracy of ``head`` on ``data.X``, already the features it reads."""
+    out = batched_apply(head, data.X, batch_size)
     return float((out.argmax(1) == data.y).float().mean())
 
 

@@ -102,13 +102,15 @@ class CNNVariantsMixin:
                 )
         return layer, head
 
-    def _compress_step(self, model, stages, j: int, data, layer, head):
+    def _compress_step(self, stages, j: int, data, prefix, layer, head):
         """Prune layer ``j`` to its planned width by the Taylor criterion, then fine-tune
-        its head alone on the remaining features (Sec. 4.3); a no-op for unpruned layers."""
+        its head alone on the remaining features (Sec. 4.3); a no-op for unpruned layers.
+        ``prefix(data.X)`` is the layer's input (``prefix`` None: ``data.X`` is)."""
         width, trained = stages.plan[j].out_channels, stages.trained[j] if stages.trained else 0
         if width >= trained:
             return layer, head
-        prefix, size = model.features, self._eval_batch_size()
+        prefix = torch.nn.Identity() if prefix is None else prefix
+        size = self._eval_batch_size()
         before = _head_accuracy(layer, head, prefix, data, size)
         scores = taylor_scores(
             layer, head, prefix, data.X, data.y, batch_size=size,
@@ -255,7 +257,7 @@ class CNNVariantsMixin:
         widest = max(int(np.prod(shape)) for shape in self.layer_shapes_)
         with self._runtime(device, n_values=self.batch_size * widest):
             before = self._final_scores(old, data)
-            layer, head, result = self._train_layer(model, stages, j, data)
+            layer, head, result = self._train_layer(model, stages, j, data, model.features)
             model.layers.append(layer)
             model.heads.append(head)
             after = self._final_scores(model, data)

@@ -353,7 +353,8 @@ def cache_outputs(fn, X, batch_size: int, where: str):
             out = fn(batch)
             if where == "device":
                 outputs = [] if outputs is None else outputs
-                outputs.append(out)
+                # float32 whatever autocast computed in: read later inside or outside it
+                outputs.append(out.float())
                 continue
             if outputs is None:
                 outputs = _host_buffer(where, (n, *out.shape[1:]), device)

@@ -110,21 +110,24 @@ def test_ensemble_weights_deeper_layers_by_powers_of_two():
 
 @pytest.mark.parametrize("augment", [False, True])
 def test_each_stage_trains_on_the_frozen_prefix_output(monkeypatch, augment):
-    """Stage j sees layers 1..j-1's output: cached once without augmentation, recomputed
-    on every augmented batch otherwise."""
+    """Stage j sees layers 1..j-1's output: without augmentation as kept features (layer
+    j-1 applied to the features kept for it, no prefix to rerun), recomputed through the
+    frozen prefix on every augmented batch otherwise."""
     X, y = _images()
     x = torch.from_numpy(X[:4])
     seen = []
     real = cnn_module.train_stage
 
-    def spy(*args, prefix, augment, **kwargs):
-        with torch.no_grad():
-            seen.append((prefix(x), augment))  # what the stage is given, as it starts
-        return real(*args, prefix=prefix, augment=augment, **kwargs)
+    def spy(model, data, *, prefix, augment, **kwargs):
+        with torch.no_grad():  # what the stage is given, as it starts
+            first = data.X[:4]
+            seen.append((first if prefix is None else prefix(first), augment, prefix))
+        return real(model, data, prefix=prefix, augment=augment, **kwargs)
 
     monkeypatch.setattr(cnn_module, "train_stage", spy)
     clf = _small(augment=augment).fit(X, y)
     assert (seen[1][1] is None) == (not augment)
+    assert (seen[1][2] is None) == (not augment)
     with torch.no_grad():
         torch.testing.assert_close(seen[0][0], clf.model_.stem(x))
         torch.testing.assert_close(seen[1][0], clf.model_.layers[0](clf.model_.stem(x)))
