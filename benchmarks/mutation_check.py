@@ -46,13 +46,13 @@ MUTATIONS = (
     Mutation(
         "lr-decay-dropped",
         "the estimator does not pass lr_decay to the engine",
-        (("sklearn_greedy/_cnn.py", "lr_decay=self.lr_decay,", "lr_decay=1.0,"),),
+        (("sklearn_greedy/_cnn_growth.py", "lr_decay=self.lr_decay,", "lr_decay=1.0,"),),
         ("tests/test_mechanisms.py",),
     ),
     Mutation(
         "keep-best-dropped",
         "the estimator passes keep_best=False whatever the parameter says",
-        (("sklearn_greedy/_cnn.py", "keep_best=self.keep_best,", "keep_best=False,"),),
+        (("sklearn_greedy/_cnn_growth.py", "keep_best=self.keep_best,", "keep_best=False,"),),
         ("tests/test_mechanisms.py",),
     ),
     Mutation(

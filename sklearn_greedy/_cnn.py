@@ -24,13 +24,11 @@ from ._cnn_network import FitStages as _Stages
 from ._cnn_network import check_plan, check_warm_start, values_per_sample
 from ._cnn_variants import CNNVariantsMixin
 from ._distributed import check_devices, fit_on_devices
-from ._engine import TrainingConfig
 from ._streaming import PREFIX_CACHES
 from ._utils import (
     PRECISIONS,
     base_seed,
     resolve_device,
-    resolve_precision,
     restore_on_failure,
 )
 from ._validation import (
@@ -43,9 +41,6 @@ from ._validation import (
     encode_classes,
     partial_classes,
 )
-
-# Largest layer output (numbers) of one evaluation batch: 256 MiB of float32
-_EVAL_VALUES = 2**26
 
 # Parameters that shape the network: a warm start must keep them, since the fitted
 # layers were built with them.
@@ -580,32 +575,3 @@ class GreedyLayerwiseCNNClassifier(
         if params["aux_width"] is None:
             params["aux_width"] = self.width
         return params
-
-    def _training_config(self, label: str, stages: _Stages) -> TrainingConfig:
-        return TrainingConfig(
-            max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            lr=self.lr,
-            optimizer="sgd",
-            momentum=self.momentum,
-            weight_decay=self.weight_decay,
-            lr_decay=self.lr_decay,
-            lr_step=self.lr_step,
-            restart_on_decay=True,
-            keep_best=self.keep_best,
-            n_iter_no_change=self.n_iter_no_change,
-            tol=self.tol,
-            verbose=max(int(self.verbose) - 1, 0),
-            eval_batch_size=self._eval_batch_size(),
-            label=label,
-            precision=resolve_precision(self.precision, stages.device),
-            prefix_cache=stages.prefix_cache,
-            top_k=5 if stages.n_classes > 5 else None,
-        )
-
-    def _eval_batch_size(self) -> int:
-        """Batch of the passes without gradients: large, but not so large that one layer's
-        output for it holds more than ``_EVAL_VALUES`` numbers (256 MiB of float32)."""
-        values = self.__dict__.get("_values_per_sample")
-        cap = 1024 if values is None else max(1, _EVAL_VALUES // values)
-        return max(self.batch_size, min(1024, cap))

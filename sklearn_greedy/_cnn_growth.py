@@ -1,6 +1,7 @@
 """How the greedy CNN grows: Alg. 1 of Belilovsky et al. (2019), one layer at a time.
 
-:class:`LayerGrowthMixin` holds the steps of a fit after its data and plan are ready:
+:class:`LayerGrowthMixin` holds the steps of a fit after its data and plan are ready
+(with the settings of each stage: its engine configuration and evaluation batch):
 start from a fresh stem (or the fitted layers of a warm start), train each missing layer
 with its auxiliary head on the frozen network (one engine stage each), and gather the
 fitted attributes. The estimator's module keeps the parameters, validation and planning.
@@ -20,9 +21,12 @@ from ._cnn_modules import make_stem
 from ._cnn_network import FitStages as _Stages
 from ._cnn_network import GrowingNetwork as _Growth
 from ._cnn_network import LayerwiseNetwork, head_accuracy, last_head_accuracy, layer_shapes
-from ._engine import StageData, StageResult, train_stage
+from ._engine import StageData, StageResult, TrainingConfig, train_stage
 from ._streaming import cache_outputs
 from ._utils import derive_seed, make_generator, resolve_precision
+
+# Largest layer output (numbers) of one evaluation batch: 256 MiB of float32
+_EVAL_VALUES = 2**26
 
 
 class LayerGrowthMixin:
@@ -154,3 +158,32 @@ class LayerGrowthMixin:
 
     def _layer_accuracy(self, model: LayerwiseNetwork, data: StageData) -> float:
         return last_head_accuracy(model, data, self._eval_batch_size())
+
+    def _training_config(self, label: str, stages: _Stages) -> TrainingConfig:
+        return TrainingConfig(
+            max_epochs=self.max_epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            optimizer="sgd",
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            lr_decay=self.lr_decay,
+            lr_step=self.lr_step,
+            restart_on_decay=True,
+            keep_best=self.keep_best,
+            n_iter_no_change=self.n_iter_no_change,
+            tol=self.tol,
+            verbose=max(int(self.verbose) - 1, 0),
+            eval_batch_size=self._eval_batch_size(),
+            label=label,
+            precision=resolve_precision(self.precision, stages.device),
+            prefix_cache=stages.prefix_cache,
+            top_k=5 if stages.n_classes > 5 else None,
+        )
+
+    def _eval_batch_size(self) -> int:
+        """Batch of the passes without gradients: large, but not so large that one layer's
+        output for it holds more than ``_EVAL_VALUES`` numbers (256 MiB of float32)."""
+        values = self.__dict__.get("_values_per_sample")
+        cap = 1024 if values is None else max(1, _EVAL_VALUES // values)
+        return max(self.batch_size, min(1024, cap))
