@@ -18,14 +18,33 @@ c. peak training memory (``torch.cuda.max_memory_allocated`` minus what was allo
    the k=1 network of ``cifar10_params(1)`` at batch 256, against end-to-end training of
    the same final network;
 d. CIFAR-10 with ``cifar10_params(3)`` and the paper's 50 epochs per layer: per-layer,
-   final and ensemble test accuracy and the whole fit's seconds.
+   final and ensemble test accuracy and the whole fit's seconds;
+
+and, with ``--scale`` (off by default: without it the budget, the shares and parts a-d
+are as above), two more parts after them:
+
+e. streaming throughput: the 1st stage of ``cifar10_params(3)`` through the public
+   estimator (per-epoch ``seconds`` from ``history_``), fitted from the CIFAR-10 array
+   (``load_cifar10``, as part d has it) and streamed from an ``ImageFolderDataset`` of
+   the same images (the archive given as ``--data-dir`` extracted into a temporary
+   folder, or the folder itself; else the array's rows written as PNG files) with
+   ``min(8, cores)`` workers and pinned memory; the same seed and rows (a
+   ``SliceDataset`` of the folder), as many images (up to 50,000) as the part's time
+   allows; images/s of both and their ratio, stream / array (issue target: >= 0.8);
+f. an ImageNet-shaped stage: 1,024 random 3x224x224 JPEG images in 10 classes written
+   to a temporary folder, and one layer of ``imagenet_params(1)`` (``n_layers=1``, one
+   epoch, batch 256) streamed from ``ImageFolderDataset(folder, size=(224, 224))``:
+   whether it completes, peak ``torch.cuda.max_memory_allocated`` against the device's
+   memory, seconds and images/s. A CUDA out-of-memory error is recorded as the finding,
+   not raised.
 
 It writes ``OUT/gpu_suite-<date>.json`` (headline keys ``device``, ``torch``, ``cuda``,
 ``commit``, ``date``, ``command``, ``stage_throughput_ratio``, ``memory_ratio``,
-``cifar10_k3_final``, ``cifar10_k3_ensemble``, ``cifar10_k3_fit_s`` and ``wall_s``, null
-where a part was skipped, then each part's details) and ``OUT/gpu_suite-<date>.md``, a
-block to paste into ``benchmarks/RESULTS.md``. Commit the JSON of a GPU run as
-``benchmarks/results/gpu_suite-<date>.json``.
+``cifar10_k3_final``, ``cifar10_k3_ensemble``, ``cifar10_k3_fit_s``,
+``streaming_throughput_ratio``, ``imagenet_stage_peak_gib`` and ``wall_s``, null where a
+part was skipped, and the two of parts e and f without ``--scale``; then each part's
+details) and ``OUT/gpu_suite-<date>.md``, a block to paste into ``benchmarks/RESULTS.md``.
+Commit the JSON of a GPU run as ``benchmarks/results/gpu_suite-<date>.json``.
 
 Budget: each part gets a share of the budget (``SHARES``) plus whatever the parts before
 it left unused; the shares of the later parts stay reserved, so that the tests and the
@@ -50,20 +69,39 @@ then, as the one device command (carry ``.dev``, timeout 600 s)::
         --data-dir .dev/cifar-10-jpeg.tar.gz --out $OUT --budget-s 420 --commit COMMIT \
         2>&1 | tee $OUT/gpu_suite.log
 
+With ``--scale``, parts e and f take ``SCALE_SHARES`` of the budget, 1/8 in all, and
+parts a-d share the rest in their usual proportions. They are estimated to need about
+25 s and 10 s on an H100 with 16 cores (estimates from smoke runs and known GPU speeds,
+not yet measured on a GPU: the CIFAR archive's 50,000 JPEG files decoded by 8 workers at
+~0.1 ms each, the array path at part b's rates, worker start-up each epoch), so the budget
+should be raised by about 60 s: at ``--budget-s 480`` they get 40 s and 20 s and parts
+a-d keep the 420 s they have without ``--scale``; the command then runs about 8.5 of the
+10 minutes a command may (same carry and timeout)::
+
+    set -o pipefail; PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python benchmarks/gpu_suite.py \
+        --data-dir .dev/cifar-10-jpeg.tar.gz --out $OUT --budget-s 480 --scale \
+        --commit COMMIT 2>&1 | tee $OUT/gpu_suite.log
+
+Kept at 420 s, ``--scale`` reduces the CIFAR-10 part's time from 252 s to about 220 s,
+close to the ~210 s its 200 epochs are estimated to take: its last layer may be skipped.
+
 ``load_cifar10`` reads the ``.tar.gz`` without extracting it (about 7 s on 2 CPU cores,
-in a background thread while the CUDA tests run). An extracted copy works as well: the
-archive holds ``train/<class>/`` and ``test/<class>/`` at its top, so after
-``mkdir -p /tmp/cifar10 && tar xzf .dev/cifar-10-jpeg.tar.gz -C /tmp/cifar10`` pass
+in a background thread while the CUDA tests run); with ``--scale`` a second thread
+extracts it meanwhile for part e (about 8 s alone on 2 cores, 24 s sharing them with the
+reading and the tests), into a temporary folder removed at the end. An extracted copy
+works as well: the archive holds ``train/<class>/`` and ``test/<class>/`` at its top, so
+after ``mkdir -p /tmp/cifar10 && tar xzf .dev/cifar-10-jpeg.tar.gz -C /tmp/cifar10`` pass
 ``--data-dir /tmp/cifar10``.
 
 ``--smoke`` runs every part on the CPU with tiny sizes (512 random images, one epoch,
-widths / 16; random CIFAR-shaped data when ``--data-dir`` is not given) in well under two
-minutes; ``tests/test_gpu_suite.py`` runs it, so that the suite cannot rot.
+widths / 16; random CIFAR-shaped data when ``--data-dir`` is not given; with ``--scale``,
+96 streamed images and 16 ImageNet-shaped ones at batch 8) in well under two minutes;
+``tests/test_gpu_suite.py`` runs it with ``--scale``, so that the suite cannot rot.
 
 Usage::
 
     python benchmarks/gpu_suite.py --data-dir DIR --out OUTDIR [--budget-s 420] [--smoke]
-        [--commit COMMIT]
+        [--scale] [--commit COMMIT]
 """
 
 from __future__ import annotations
@@ -79,6 +117,8 @@ import shlex
 import signal
 import subprocess
 import sys
+import tarfile
+import tempfile
 import threading
 import time
 import traceback
@@ -92,16 +132,26 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from _common import sync
+from PIL import Image
 from torch import nn
 
-from sklearn_greedy import GreedyLayerwiseCNNClassifier, cifar10_params
-from sklearn_greedy.datasets import load_cifar10
+from sklearn_greedy import GreedyLayerwiseCNNClassifier, cifar10_params, imagenet_params
+from sklearn_greedy.datasets import (
+    CIFAR10_CLASSES,
+    ImageFolderDataset,
+    SliceDataset,
+    load_cifar10,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 # fractions of the budget; a part may also use what the parts before it left unused. At
 # 420 s the CIFAR-10 fit keeps at least 252 s: the paper's 200 epochs at the plain loop's
 # speed on an H100 (about 42k images/s on the costliest stage) take about 210 s
 SHARES = {"cuda_tests": 0.2, "stage_throughput": 0.15, "memory": 0.05, "cifar10": 0.6}
+# with --scale, parts e and f take these and the parts above share the rest (7/8) in their
+# proportions: at 480 s, 40 s and 20 s for an estimated 25 s and 10 s on an H100, and the
+# parts above keep the 420 s they have without --scale
+SCALE_SHARES = {"streaming": 1 / 12, "imagenet_stage": 1 / 24}
 PRECISIONS = ("float32", "tf32", "bf16")
 CUDA_TEST_ARGS = ("-m", "pytest", "-m", "cuda", "-q", "tests/test_cuda.py")
 # a pytest run starts Python, torch and a CUDA context before its first test
@@ -114,6 +164,21 @@ STAGE3_COST = 2.5
 FIT_OVERHEAD_S = 2.0
 # scoring after the CIFAR-10 fit: two passes over the 10,000 test images
 EVAL_RESERVE_S = 10.0
+# the streamed fits' DataLoader workers: the issue's 8, fewer on a machine with fewer cores
+MAX_WORKERS = 8
+# a streamed pass starts its workers anew (the estimator builds one DataLoader per pass)
+LOADER_START_S = 1.0
+# n workers decode less than n times as fast as one process (collation, the copies between
+# processes, pinning): the streamed rate is estimated at 1/STREAM_SLACK of n times it
+STREAM_SLACK = 2.0
+DECODE_PROBE = 256  # items decoded in this process to estimate the decoding rate
+MIN_STREAM_BATCHES = 2  # fewer streamed batches would not time an epoch after the warm-up
+IMAGENET_SIZE = (224, 224)
+IMAGENET_CLASSES = 10
+# per image, layer 1 of imagenet_params(1) does about 1.2x the arithmetic of the 1st k=3
+# CIFAR-10 stage (a 12->256 convolution at 112x112 against three at 32x32) and moves about
+# 3x its activations; rounded up, as estimates here should not fall short
+IMAGENET_COST = 4.0
 _START = time.perf_counter()
 
 
@@ -132,6 +197,9 @@ class Sizes:
     cifar_max_per_class: int | None = None  # train images per class read from --data-dir
     cifar_test_max_per_class: int | None = None
     fake_images: tuple[int, int] = (200, 100)  # smoke run without --data-dir: train, test
+    stream_images: int = 50_000  # part e: at most this many train images, array and stream
+    imagenet_images: int = 1024  # part f: random 3x224x224 JPEG images
+    imagenet_batch: int | None = None  # None: the preset's (the paper's 256)
 
 
 FULL = Sizes()
@@ -146,6 +214,9 @@ SMOKE = Sizes(
     cifar_epochs=1,
     cifar_max_per_class=20,
     cifar_test_max_per_class=10,
+    stream_images=96,
+    imagenet_images=16,
+    imagenet_batch=8,
 )
 
 
@@ -217,6 +288,15 @@ class Deadline:
         """Raise :class:`Skipped` when ``what`` is estimated to need more than is left."""
         if estimate_s > self.left():
             raise Skipped(f"{what}: needs ~{estimate_s:.0f} s, {max(self.left(), 0):.0f} s left")
+
+
+def shares(scale: bool) -> dict[str, float]:
+    """Each part's share of the budget, in running order: ``SHARES``; with ``--scale``,
+    those scaled down to leave ``SCALE_SHARES`` to parts e and f, run after them."""
+    if not scale:
+        return dict(SHARES)
+    rest = 1 - sum(SCALE_SHARES.values())
+    return {**{name: share * rest for name, share in SHARES.items()}, **SCALE_SHARES}
 
 
 def _raise_deadline(signum, frame):
@@ -298,14 +378,25 @@ def random_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def preset(k: int, sizes: Sizes, device: torch.device, **overrides) -> dict:
     """``cifar10_params(k)`` with widths (and batch) set by ``sizes``, on ``device``, seeded."""
-    params = cifar10_params(k)
+    return scaled(cifar10_params(k), sizes, sizes.batch_size, device, **overrides)
+
+
+def scaled(params: dict, sizes: Sizes, batch_size: int | None, device, **overrides) -> dict:
+    """``params`` with widths scaled by ``sizes`` and ``batch_size`` (None: kept), on
+    ``device``, seeded."""
+    params = dict(params)
     for key in ("width", "aux_width", "final_aux_width"):
         if params.get(key):
             params[key] = max(1, round(params[key] * sizes.width_scale))
-    if sizes.batch_size is not None:
-        params["batch_size"] = sizes.batch_size
+    if batch_size is not None:
+        params["batch_size"] = batch_size
     params.update(device=str(device), random_state=0, verbose=0, **overrides)
     return params
+
+
+def loader_params() -> dict:
+    """The streamed fits' loader: ``min(MAX_WORKERS, cores)`` workers, pinned memory."""
+    return {"num_workers": min(MAX_WORKERS, os.cpu_count() or 1), "pin_memory": True}
 
 
 def depth(params: dict, n_layers: int) -> dict:
@@ -614,8 +705,13 @@ def load_data(data_dir: str | None, sizes: Sizes, smoke: bool) -> CifarData:
 def start_loading(data_dir: str | None, sizes: Sizes, smoke: bool) -> Future:
     """Read the data in a background thread, started now: its decoding then overlaps the
     CUDA tests, which run in a subprocess and leave this process idle."""
+    return in_background(load_data, data_dir, sizes, smoke)
+
+
+def in_background(fn, *args) -> Future:
+    """``fn(*args)`` in a thread of its own, started now."""
     pool = ThreadPoolExecutor(max_workers=1)
-    future = pool.submit(load_data, data_dir, sizes, smoke)
+    future = pool.submit(fn, *args)
     pool.shutdown(wait=False)
     return future
 
@@ -716,6 +812,242 @@ def score_layers(clf: GreedyLayerwiseCNNClassifier, cifar: CifarData, record: di
         record["ensemble"] = float(clf.set_params(ensemble=True).score(cifar.X_test, cifar.y_test))
 
 
+# ---------------------------------------------------------------------------- e. streaming
+def streaming(
+    record: dict, deadline: Deadline, *, sizes: Sizes, device, data, folder, rates, scratch
+):
+    """Part e (``--scale``): images/s of the 1st k=3 CIFAR-10 stage fitted from the array and
+    streamed from an ``ImageFolderDataset`` of the same images, with the same seed and as
+    many images as the time allows; ``ratio`` is stream / array."""
+    cifar = data.result()
+    params = preset(3, sizes, device, max_epochs=1 + sizes.timed_epochs, **loader_params())
+    params.update(depth(params, 1))
+    root, source = cifar_folder(folder, cifar, sizes.stream_images, scratch)
+    dataset = ImageFolderDataset(root, split="train", classes=CIFAR10_CLASSES)
+    positions = matching_items(dataset.targets, cifar.y_train)
+    candidates = np.flatnonzero(positions >= 0)[: sizes.stream_images]
+    record.update(
+        source=source,
+        batch_size=params["batch_size"],
+        width=params["width"],
+        num_workers=params["num_workers"],
+        pin_memory=params["pin_memory"],
+        timed_epochs=sizes.timed_epochs,
+    )
+    array_rate = stage1_rate(rates, params, cifar, sizes.probe_images)
+    stream_rate = min(array_rate, streamed_rate(dataset, positions[candidates], params))
+    n, record["estimate_s"] = streaming_images(
+        deadline, len(candidates), params, array_rate, stream_rate
+    )
+    rows = np.sort(np.random.default_rng(0).choice(candidates, n, replace=False))
+    X, y = cifar.X_train[rows], cifar.y_train[rows]
+    subset = SliceDataset(dataset, idx=None, indices=positions[rows])
+    record.update(n_images=n, images_match=same_images(subset, X))
+    record["array"] = timed_fit(params, X, y)
+    record["stream"] = timed_fit(params, subset, None)
+    record["ratio"] = record["stream"]["images_per_s"] / record["array"]["images_per_s"]
+    log(f"streaming: {record['ratio']:.2f}x the array path's images/s ({n} images)")
+
+
+def start_extracting(data_dir: str | None, scratch: Path) -> Future:
+    """Find or extract (into ``scratch``) the CIFAR-10 image folder of part e in a
+    background thread, started now, as the data are read: both overlap the CUDA tests."""
+    return in_background(cifar_image_folder, data_dir, scratch)
+
+
+def cifar_image_folder(data_dir: str | None, scratch: Path) -> tuple[Path, str] | None:
+    """The folder holding ``train/<class>/`` and where it came from: ``data_dir`` itself,
+    or its ``.tar.gz`` extracted into ``scratch``; None for python batches or no data."""
+    if data_dir is None:
+        return None
+    path = Path(data_dir)
+    if (path / "train").is_dir():
+        return path, f"image folder {data_dir}"
+    archives = [path] if path.is_file() else sorted(path.glob("*.tar.gz"))
+    if len(archives) != 1 or not tarfile.is_tarfile(archives[0]):
+        return None
+    start = time.perf_counter()
+    extract(archives[0], scratch / "cifar10")
+    log(f"extracted {archives[0]} in {time.perf_counter() - start:.1f} s")
+    return scratch / "cifar10", f"{archives[0]}, extracted"
+
+
+def extract(archive: Path, into: Path) -> None:
+    """Unpack ``archive`` into ``into``; where Python has tarfile's "data" filter, members
+    that would land outside ``into``, links out of it and device files are refused."""
+    into.mkdir(parents=True)
+    with tarfile.open(archive) as tar:
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(into, filter="data")
+        else:
+            tar.extractall(into)
+
+
+def cifar_folder(folder: Future, cifar: CifarData, n_max: int, scratch: Path) -> tuple[Path, str]:
+    """The image folder to stream: the one ``folder`` found, else the first ``n_max`` rows
+    of the array written as PNG files (lossless: each file decodes to its row)."""
+    found = folder.result()
+    if found is not None:
+        return found
+    root = scratch / "cifar10-png"
+    write_cifar_folder(cifar.X_train[:n_max], cifar.y_train[:n_max], root)
+    return root, f"PNG files written from {cifar.source}"
+
+
+def write_cifar_folder(X: np.ndarray, y: np.ndarray, root: Path) -> None:
+    """Images as ``root/train/<class>/<row>.png``, named so that each class's files list in
+    row order (as :func:`matching_items` expects)."""
+    for row, (image, label) in enumerate(zip(X, y)):
+        folder = root / "train" / CIFAR10_CLASSES[label]
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.transpose(1, 2, 0)).save(folder / f"{row:06d}.png")
+
+
+def matching_items(targets: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The position in the folder of each row of the array, -1 where it has none: both list
+    a class's images in file order, so the k-th row of class c is the k-th item of class c
+    (``load_cifar10``'s ``max_per_class`` keeps the first ones of each class)."""
+    positions = np.full(len(labels), -1)
+    for c in np.unique(labels):
+        rows = np.flatnonzero(labels == c)
+        items = np.flatnonzero(targets == c)[: len(rows)]
+        positions[rows[: len(items)]] = items
+    return positions
+
+
+def same_images(dataset, X: np.ndarray, n: int = 4) -> bool:
+    """Whether the first ``n`` items of ``dataset`` decode to the first rows of ``X``."""
+    return all(np.array_equal(dataset[i][0].numpy(), X[i]) for i in range(min(n, len(X))))
+
+
+def stage1_rate(rates: dict, params: dict, cifar: CifarData, n_probe: int) -> float:
+    """Images/s of the 1st k=3 stage on an array: part b's, else from a timed warm-up fit."""
+    measured = _engine_rates(rates, params)
+    if measured is not None:
+        return measured[0]
+    epoch_s, _ = probe_epoch(params, cifar.X_train, cifar.y_train, n_probe)
+    return len(cifar.X_train) / epoch_s
+
+
+def streamed_rate(dataset, items: np.ndarray, params: dict) -> float:
+    """Estimated images/s of the estimator's loader over ``dataset``: this process's rate
+    of decoding up to ``DECODE_PROBE`` of ``items``, times the workers, over
+    ``STREAM_SLACK``."""
+    probe = items[:DECODE_PROBE]
+    start = time.perf_counter()
+    for i in probe:
+        dataset[int(i)]
+    per_item = (time.perf_counter() - start) / len(probe)
+    return max(params["num_workers"], 1) / (STREAM_SLACK * per_item)
+
+
+def streaming_images(deadline: Deadline, n_max: int, params, array_rate, stream_rate):
+    """The most images (up to ``n_max``, at least ``MIN_STREAM_BATCHES`` batches) whose
+    array and streamed fits are estimated to fit in the time left, and that estimate:
+    every epoch and the accuracy pass after the layer, each pass of the stream starting its
+    workers; skipped when even the fewest would not fit."""
+    passes = params["max_epochs"] + 1
+    per_image = passes * (1 / array_rate + 1 / stream_rate)
+    fixed = 2 * FIT_OVERHEAD_S + passes * LOADER_START_S
+    n_min = min(n_max, MIN_STREAM_BATCHES * params["batch_size"])
+    deadline.check(f"streaming {n_min} images", fixed + n_min * per_image)
+    n = max(n_min, min(n_max, int((deadline.left() - fixed) / per_image)))
+    return n, fixed + n * per_image
+
+
+def timed_fit(params: dict, X, y) -> dict:
+    """A 1st-stage fit: ``rate`` of its epochs (from ``history_``), and the whole fit's
+    seconds (with its checks, the copy to the device and the accuracy pass)."""
+    start = time.perf_counter()
+    clf = fit_layers(GreedyLayerwiseCNNClassifier(**params), X, y)
+    fit_s = time.perf_counter() - start
+    return {**rate(len(X), [record["seconds"] for record in clf.history_[0]]), "fit_s": fit_s}
+
+
+# ---------------------------------------------------------------------------- f. ImageNet
+def imagenet_stage(record: dict, deadline: Deadline, *, sizes: Sizes, device, rates, scratch):
+    """Part f (``--scale``): one epoch of layer 1 of ``imagenet_params(1)`` streamed from a
+    folder of random 3x224x224 JPEG images: whether it completes, its peak memory and
+    speed. A CUDA out-of-memory error is the finding, recorded, not a failure."""
+    params = imagenet_stage_params(sizes, device)
+    start = time.perf_counter()
+    root = write_random_jpegs(scratch / "imagenet", sizes.imagenet_images, seed=4)
+    record.update(
+        n_images=sizes.imagenet_images,
+        batch_size=params["batch_size"],
+        width=params["width"],
+        num_workers=params["num_workers"],
+        generate_s=time.perf_counter() - start,
+    )
+    dataset = ImageFolderDataset(root, size=IMAGENET_SIZE)
+    record["estimate_s"] = imagenet_cost(dataset, params, rates)
+    deadline.check("the ImageNet-shaped stage", record["estimate_s"])
+    record.update(imagenet_fit(params, dataset, device))
+    log(f"ImageNet-shaped stage: completed {record['completed']}")
+
+
+def imagenet_stage_params(sizes: Sizes, device) -> dict:
+    """Layer 1 of ``imagenet_params(1)``, one epoch, streamed with the suite's loader."""
+    params = scaled(
+        imagenet_params(1), sizes, sizes.imagenet_batch, device, max_epochs=1, **loader_params()
+    )
+    return {**params, **depth(params, 1)}
+
+
+def write_random_jpegs(root: Path, n: int, seed: int) -> Path:
+    """``n`` random 224x224 RGB JPEG images in ``IMAGENET_CLASSES`` class folders of
+    ``root``: ImageNet's input shape (its files are larger on average and resized when
+    decoded, so they decode slower than these); speed and memory do not depend on the
+    content."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        folder = root / f"class{i % IMAGENET_CLASSES}"
+        folder.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, size=(*IMAGENET_SIZE, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i:06d}.jpg", quality=90)
+    return root
+
+
+def imagenet_cost(dataset, params: dict, rates: dict) -> float:
+    """Estimated seconds of the fit: its epoch and the accuracy pass after it, each decoding
+    every image (at ``streamed_rate``) and, where part b measured the 1st CIFAR-10 stage,
+    computing at ``IMAGENET_COST`` times that stage's time per image."""
+    n = len(dataset)
+    decode_s = n / streamed_rate(dataset, np.arange(n), params)
+    measured = _engine_rates(rates, params)
+    compute_s = 0.0 if measured is None else IMAGENET_COST * n / measured[0]
+    return 2 * (decode_s + compute_s + LOADER_START_S) + FIT_OVERHEAD_S
+
+
+def imagenet_fit(params: dict, dataset, device) -> dict:
+    """Fit the stage on ``dataset``: completed or CUDA out of memory, seconds, images/s of
+    its one epoch (the warm-up included) and peak memory."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    start = time.perf_counter()
+    try:
+        clf = fit_layers(GreedyLayerwiseCNNClassifier(**params), dataset, None)
+    except torch.cuda.OutOfMemoryError as exc:
+        result = {"completed": False, "note": f"CUDA out of memory: {str(exc).splitlines()[0]}"}
+    else:
+        epoch_s = clf.history_[0][0]["seconds"]
+        result = {"completed": True, "epoch_s": epoch_s, "images_per_s": len(dataset) / epoch_s}
+    result["fit_s"] = time.perf_counter() - start
+    return {**peak_memory_gib(device), **result}
+
+
+def peak_memory_gib(device) -> dict:
+    """Peak memory allocated since the last reset and the device's memory, in GiB; None
+    off CUDA, with a note."""
+    if device.type != "cuda":
+        return {"peak_gib": None, "device_memory_gib": None, "note": "not measured off CUDA"}
+    total = torch.cuda.get_device_properties(device).total_memory
+    return {
+        "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+        "device_memory_gib": total / 2**30,
+    }
+
+
 # ---------------------------------------------------------------------------- report
 def git_commit() -> str:
     """Short hash of HEAD, with "+dirty" for uncommitted changes; "unknown" without git."""
@@ -752,12 +1084,14 @@ def environment(args, argv: list[str], device: torch.device) -> dict:
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": shlex.join(["python", "benchmarks/gpu_suite.py", *argv]),
         "smoke": args.smoke,
+        "scale": args.scale,
         "budget_s": args.budget_s,
     }
 
 
 def headline(report: dict) -> dict:
-    """The figures issue 12 asks for, null where their part did not get that far."""
+    """The figures issue 12 asks for (and, with ``--scale``, those of parts e and f), null
+    where their part did not run or get that far."""
     cifar = report["cifar10"]
     return {
         "stage_throughput_ratio": report["stage_throughput"].get("ratio"),
@@ -765,13 +1099,16 @@ def headline(report: dict) -> dict:
         "cifar10_k3_final": cifar.get("final"),
         "cifar10_k3_ensemble": cifar.get("ensemble"),
         "cifar10_k3_fit_s": cifar.get("fit_s"),
+        "streaming_throughput_ratio": report.get("streaming", {}).get("ratio"),
+        "imagenet_stage_peak_gib": report.get("imagenet_stage", {}).get("peak_gib"),
     }
 
 
 def ordered(report: dict, wall_s: float) -> dict:
     """The report with the headline figures first and each part's details after them."""
-    first = {key: value for key, value in report.items() if key not in SHARES}
-    parts = {name: report[name] for name in SHARES}
+    names = shares(report["scale"])
+    first = {key: value for key, value in report.items() if key not in names}
+    parts = {name: report[name] for name in names}
     return {**first, **headline(report), "wall_s": wall_s, **parts}
 
 
@@ -807,6 +1144,13 @@ TARGETS = (
     ("peak memory, end-to-end / largest greedy stage", "memory_ratio", ">=", 5.0, "{:.2f}x"),
     ("CIFAR-10 k=3 final-layer test accuracy", "cifar10_k3_final", ">=", 0.9, "{:.2%}"),
     ("CIFAR-10 k=3 whole fit", "cifar10_k3_fit_s", "<=", 180.0, "{:.0f} s"),
+    (
+        "streamed / array images/s, 1st k=3 stage",
+        "streaming_throughput_ratio",
+        ">=",
+        0.8,
+        "{:.2f}x",
+    ),
     ("suite wall time", "wall_s", "<=", 420.0, "{:.0f} s"),
 )
 
@@ -826,21 +1170,26 @@ def markdown(report: dict) -> str:
     lines += [
         f"Device: {device}; torch {report['torch']}, CUDA {report['cuda']}, "
         f"cuDNN {report['cudnn']}. Commit {report['commit']}, {report['date']}. "
-        f"Wall time {report['wall_s']:.0f} s of a {report['budget_s']:.0f} s budget.",
+        f"Wall time {report['wall_s']:.0f} s of a {report['budget_s']:.0f} s budget"
+        + (", `--scale` parts included." if report["scale"] else "."),
         "",
         f"    PYTHONPATH=$PWD {report['command']}",
         "",
     ]
-    for table in (_parts_table, _targets_table, _throughput_table, _memory_table, _cifar_table):
+    tables = [_parts_table, _targets_table, _throughput_table, _memory_table, _cifar_table]
+    if report["scale"]:
+        tables += [_streaming_table, _imagenet_table]
+    for table in tables:
         lines += table(report) + [""]
     return "\n".join(lines)
 
 
 def _parts_table(report: dict) -> list[str]:
     lines = ["| part | status | seconds (limit) | note |", "|---|---|---|---|"]
-    for name in SHARES:
+    for name in shares(report["scale"]):
         part = report[name]
         note = part.get("summary") or part.get("reason") or part.get("stopped") or ""
+        note = note or part.get("note", "")
         seconds = f"{part['seconds']:.1f} ({part['limit_s']:.0f})"
         lines.append(f"| {name} | {part['status']} | {seconds} | {note} |")
     return lines
@@ -928,6 +1277,48 @@ def _cifar_table(report: dict) -> list[str]:
     return lines
 
 
+def _streaming_table(report: dict) -> list[str]:
+    part = report["streaming"]
+    if "stream" not in part:
+        return [f"Streaming throughput: {part['status']} {part.get('reason', '')}".rstrip() + "."]
+    same = "the same images" if part["images_match"] else "**not** the same images"
+    lines = [
+        f"Streaming throughput: 1st stage of `cifar10_params(3)`, {part['n_images']} CIFAR-10 "
+        f"train images ({same} in both), batch {part['batch_size']}, width {part['width']}; "
+        f"streamed from {part['source']} with {part['num_workers']} workers, pinned memory. "
+        f"Seconds per epoch: the mean of {part['timed_epochs']} timed after a warm-up epoch.",
+        "",
+        "| input | s/epoch | images/s | vs array | whole fit s |",
+        "|---|---|---|---|---|",
+    ]
+    array = part["array"]["images_per_s"]
+    for label, key in (("array, on the device", "array"), ("ImageFolderDataset", "stream")):
+        r = part[key]
+        lines.append(
+            f"| {label} | {r['s_per_epoch']:.3f} | {r['images_per_s']:.0f} | "
+            f"{r['images_per_s'] / array:.2f}x | {r['fit_s']:.1f} |"
+        )
+    return lines
+
+
+def _imagenet_table(report: dict) -> list[str]:
+    part = report["imagenet_stage"]
+    if "completed" not in part:
+        return [f"ImageNet-shaped stage: {part['status']} {part.get('reason', '')}".rstrip() + "."]
+    peak, total = part["peak_gib"], part["device_memory_gib"]
+    memory = "-" if peak is None else f"{peak:.2f} of {total:.0f} GiB"
+    return [
+        f"ImageNet-shaped stage: layer 1 of `imagenet_params(1)`, one epoch on "
+        f"{part['n_images']} random 3x224x224 JPEG images, batch {part['batch_size']}, width "
+        f"{part['width']}, streamed with {part['num_workers']} workers.",
+        "",
+        "| completed | peak memory | fit s | images/s (one epoch, warm-up included) |",
+        "|---|---|---|---|",
+        f"| {'yes' if part['completed'] else '**no**: ' + part['note']} | {memory} | "
+        f"{part['fit_s']:.1f} | {_fmt(part.get('images_per_s'), '{:.0f}')} |",
+    ]
+
+
 # ---------------------------------------------------------------------------- main
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -935,6 +1326,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="folder for gpu_suite-<date>.json and .md")
     parser.add_argument("--budget-s", type=float, default=420.0, help="wall-clock seconds")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument(
+        "--scale", action="store_true", help="also parts e and f: streaming, ImageNet shapes"
+    )
     parser.add_argument("--commit", help="commit of the tree (default: from git, if present)")
     return parser.parse_args(argv)
 
@@ -944,7 +1338,7 @@ def main(argv: list[str] | None = None) -> dict:
     the imports)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    budget = Budget(args.budget_s)
+    budget = Budget(args.budget_s, shares(args.scale))
     sizes = SMOKE if args.smoke else FULL
     if args.smoke:
         # tiny tensors run fastest on one thread, and a smoke run shares its machine
@@ -955,22 +1349,33 @@ def main(argv: list[str] | None = None) -> dict:
     log(f"{report['device']}, torch {report['torch']}, budget {args.budget_s:.0f} s")
     if not cuda and not args.smoke:
         log("no CUDA device: full sizes on the CPU; parts that would not fit are skipped")
-    data = start_loading(args.data_dir, sizes, args.smoke)
-    run_part(report, "cuda_tests", cuda_tests, budget)
-    # decoding images in a thread would compete for the GIL with the timed loops
-    wait([data])
-    run_part(
-        report, "stage_throughput", partial(stage_throughput, sizes=sizes, device=device), budget
-    )
-    run_part(report, "memory", partial(memory, sizes=sizes, device=device), budget)
-    cifar = partial(
-        cifar10, sizes=sizes, device=device, data=data, rates=report["stage_throughput"]
-    )
-    run_part(report, "cifar10", cifar, budget)
+    with tempfile.TemporaryDirectory(prefix="gpu_suite-") as scratch:
+        run_parts(report, args, sizes, device, budget, Path(scratch))
     report = ordered(report, budget.elapsed())
     for path in write_outputs(report, Path(args.out)):
         log(f"wrote {path}")
     return report
+
+
+def run_parts(report: dict, args, sizes: Sizes, device, budget: Budget, scratch: Path) -> None:
+    """Parts a-d, then e and f with ``--scale``; temporary files go into ``scratch``."""
+    data = start_loading(args.data_dir, sizes, args.smoke)
+    folder = start_extracting(args.data_dir, scratch) if args.scale else None
+    run_part(report, "cuda_tests", cuda_tests, budget)
+    # decoding images in a thread would compete for the GIL with the timed loops
+    wait([future for future in (data, folder) if future is not None])
+    run_part(
+        report, "stage_throughput", partial(stage_throughput, sizes=sizes, device=device), budget
+    )
+    run_part(report, "memory", partial(memory, sizes=sizes, device=device), budget)
+    rates = report["stage_throughput"]
+    cifar = partial(cifar10, sizes=sizes, device=device, data=data, rates=rates)
+    run_part(report, "cifar10", cifar, budget)
+    if not args.scale:
+        return
+    common = dict(sizes=sizes, device=device, rates=rates, scratch=scratch)
+    run_part(report, "streaming", partial(streaming, data=data, folder=folder, **common), budget)
+    run_part(report, "imagenet_stage", partial(imagenet_stage, **common), budget)
 
 
 if __name__ == "__main__":

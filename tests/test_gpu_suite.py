@@ -16,6 +16,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "benchmarks" / "gpu_suite.py"
 PARTS = ("cuda_tests", "stage_throughput", "memory", "cifar10")
+SCALE_PARTS = ("streaming", "imagenet_stage")
 HEADLINE = (
     "device",
     "torch",
@@ -28,6 +29,8 @@ HEADLINE = (
     "cifar10_k3_final",
     "cifar10_k3_ensemble",
     "cifar10_k3_fit_s",
+    "streaming_throughput_ratio",
+    "imagenet_stage_peak_gib",
     "wall_s",
 )
 
@@ -72,10 +75,10 @@ def test_smoke_run_goes_through_every_part_and_writes_the_report(tmp_path):
     data.mkdir()
     _tiny_cifar(data)
     start = time.perf_counter()
-    report, md, output = _run_suite(tmp_path / "out", "--data-dir", str(data))
+    report, md, output = _run_suite(tmp_path / "out", "--data-dir", str(data), "--scale")
     assert time.perf_counter() - start < 100
-    assert set(HEADLINE) <= set(report) and report["smoke"] is True
-    for part in PARTS:
+    assert set(HEADLINE) <= set(report) and report["smoke"] is True and report["scale"] is True
+    for part in PARTS + SCALE_PARTS:
         assert report[part]["status"] == "done", (part, report[part], output)
     if not torch.cuda.is_available():
         assert "skipped" in report["cuda_tests"]["summary"]
@@ -94,15 +97,90 @@ def test_smoke_run_goes_through_every_part_and_writes_the_report(tmp_path):
         assert text in md
     assert report["command"] in md and "| part | status |" in md
     assert "| 3 | plain PyTorch loop |" in md and "| 4 |" in md
+    _check_scale_parts(report, md)
 
 
-def test_a_budget_too_small_skips_every_part_and_still_reports(tmp_path):
-    report, md, _ = _run_suite(tmp_path, "--budget-s", "0.5")
-    for part in PARTS:
+def _check_scale_parts(report, md):
+    """Parts e and f of a smoke run: python batches have no image folder, so the array's
+    rows are written as PNG files and streamed; peak memory is not measured off CUDA."""
+    streaming = report["streaming"]
+    assert streaming["source"].startswith("PNG files written from")
+    assert streaming["images_match"] is True and streaming["n_images"] == 96
+    assert streaming["num_workers"] >= 1 and streaming["pin_memory"] is True
+    ratio = report["streaming_throughput_ratio"]
+    assert isinstance(ratio, float) and ratio > 0
+    assert ratio == pytest.approx(
+        streaming["stream"]["images_per_s"] / streaming["array"]["images_per_s"]
+    )
+    imagenet = report["imagenet_stage"]
+    assert imagenet["completed"] is True and imagenet["n_images"] == 16
+    assert imagenet["images_per_s"] > 0 and imagenet["batch_size"] == 8
+    if torch.cuda.is_available() and report["device_memory_gib"] is not None:
+        assert 0 < report["imagenet_stage_peak_gib"] <= imagenet["device_memory_gib"]
+    else:
+        assert report["imagenet_stage_peak_gib"] is None
+        assert imagenet["note"] == "not measured off CUDA"
+    assert "| ImageFolderDataset |" in md and "ImageNet-shaped stage: layer 1" in md
+    assert "streamed / array images/s, 1st k=3 stage >= 0.80x" in md
+
+
+@pytest.mark.parametrize("scale", [False, True])
+def test_a_budget_too_small_skips_every_part_and_still_reports(tmp_path, scale):
+    report, md, _ = _run_suite(tmp_path, "--budget-s", "0.5", *(["--scale"] if scale else []))
+    parts = PARTS + SCALE_PARTS if scale else PARTS
+    for part in parts:
         assert report[part]["status"] == "skipped"
+    assert all(part not in report for part in set(PARTS + SCALE_PARTS) - set(parts))
     for key in HEADLINE[6:-1]:
         assert report[key] is None
-    assert md.count("| skipped |") == len(PARTS)
+    assert md.count("| skipped |") == len(parts)
+    assert ("Streaming throughput: skipped" in md) is scale
+
+
+def test_scale_leaves_the_shares_of_the_other_parts_in_proportion(gpu_suite):
+    assert gpu_suite.shares(False) == gpu_suite.SHARES
+    shares = gpu_suite.shares(True)
+    assert list(shares) == [*PARTS, *SCALE_PARTS]
+    assert sum(shares.values()) == pytest.approx(1)
+    # at the documented --budget-s 480, parts a-d keep the 420 s they have without --scale
+    assert sum(shares[name] for name in PARTS) * 480 == pytest.approx(420)
+    for name in PARTS:
+        assert shares[name] / shares["cifar10"] == pytest.approx(
+            gpu_suite.SHARES[name] / gpu_suite.SHARES["cifar10"]
+        )
+
+
+def test_streamed_rows_are_matched_to_the_folder_by_class_and_order(gpu_suite):
+    # the folder lists class 0's three files, then class 1's two; the array holds the
+    # first two of class 0 and two of class 1, interleaved (python batches' order)
+    targets = np.array([0, 0, 0, 1, 1])
+    labels = np.array([1, 0, 1, 0, 1])
+    assert gpu_suite.matching_items(targets, labels).tolist() == [3, 0, 4, 1, -1]
+
+
+def test_streamed_images_are_capped_by_the_time_left_or_skipped(gpu_suite):
+    params = {"max_epochs": 3, "batch_size": 10}  # 4 passes of each fit
+
+    def images(seconds_left):
+        deadline = gpu_suite.Deadline(time.perf_counter() + seconds_left)
+        return gpu_suite.streaming_images(deadline, 1000, params, 100.0, 100.0)
+
+    fixed = 2 * gpu_suite.FIT_OVERHEAD_S + 4 * gpu_suite.LOADER_START_S  # 8 s
+    n, estimate = images(fixed + 20.0)  # 0.08 s per image: 250 images
+    assert 240 <= n <= 250 and estimate == pytest.approx(fixed + 0.08 * n)
+    assert images(1000.0)[0] == 1000
+    with pytest.raises(gpu_suite.Skipped, match="streaming 20 images"):
+        images(fixed + 1.0)
+
+
+def test_a_cuda_out_of_memory_error_is_recorded_not_raised(gpu_suite, monkeypatch):
+    def out_of_memory(self, X, y=None):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9 GiB\nmore")
+
+    monkeypatch.setattr(gpu_suite.GreedyLayerwiseCNNClassifier, "fit", out_of_memory)
+    result = gpu_suite.imagenet_fit({"n_layers": 1}, [], torch.device("cpu"))
+    assert result["completed"] is False and result["peak_gib"] is None
+    assert result["note"] == "CUDA out of memory: CUDA out of memory. Tried to allocate 9 GiB"
 
 
 def test_budget_keeps_the_later_parts_shares(gpu_suite):
