@@ -23,7 +23,7 @@ from ._cnn_modules import DOWNSAMPLE_KINDS, layer_plan
 from ._cnn_network import FitStages as _Stages
 from ._cnn_network import check_plan, check_warm_start, values_per_sample
 from ._cnn_variants import CNNVariantsMixin
-from ._distributed import check_devices, fit_on_devices
+from ._spawn import check_devices, fit_on_devices
 from ._streaming import PREFIX_CACHES
 from ._utils import (
     PRECISIONS,

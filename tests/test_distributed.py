@@ -17,16 +17,15 @@ import torch.nn.functional as F
 from _images import quadrant_images
 
 from sklearn_greedy import GreedyLayerwiseCNNClassifier
-from sklearn_greedy._distributed import (
-    _use_sync_batchnorm,
+from sklearn_greedy._distributed import _use_sync_batchnorm, stage_trainer_class
+from sklearn_greedy._engine import StageData, StageTrainer, TrainingConfig, train_stage
+from sklearn_greedy._spawn import (
     _worker_estimator,
     check_devices,
     fit_on_devices,
     record_errors,
     run_workers,
-    stage_trainer_class,
 )
-from sklearn_greedy._engine import StageData, StageTrainer, TrainingConfig, train_stage
 
 WORLD = 2
 RTOL, ATOL = 1e-5, 1e-6
