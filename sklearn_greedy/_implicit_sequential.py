@@ -92,6 +92,10 @@ class SequentialBase(ImplicitBase):
         "transform_blocks": [Integral, None],
     }
 
+    #: Start each Adam-trained block at screened candidate units (``TorchSetup.screen``)
+    #: rather than at random ones.
+    _screened_start = False
+
     def _solver(self, n_samples: int, n_features: int, q: int, sizes) -> str:
         return "adam"
 
@@ -315,6 +319,7 @@ class SequentialBase(ImplicitBase):
             torch_targets=self._torch_targets,
             squared_loss=self._squared_loss and data.X.shape[1] < EXACT_HEAD_MAX_STATES,
             alpha=self.alpha,
+            screen=self._screened_start,
         )
         if solver == "alternating":
             return alternating_block(

@@ -180,6 +180,38 @@ def _independent_ridge(S, T, penalty):
     return C, t_mean - C @ s_mean
 
 
+def _start_gradients(monkeypatch, screened):
+    """The norm of the cross-entropy's gradient in the new units' output weights at the
+    start of each block of a small classifier fit (where they are zero)."""
+    norms, train_stage = [], solvers_module.train_stage
+
+    def recording_train_stage(module, stage, **kwargs):
+        module.zero_grad()
+        loss = torch.nn.functional.cross_entropy(module(stage.X), stage.y)
+        loss.backward()
+        norms.append(float(module.head_new.weight.grad.norm()))
+        module.zero_grad()
+        return train_stage(module, stage, **kwargs)
+
+    monkeypatch.setattr(solvers_module, "train_stage", recording_train_stage)
+    monkeypatch.setattr(SequentialImplicitClassifier, "_screened_start", screened)
+    X, y = make_classification(
+        n_samples=600, n_features=20, n_informative=10, n_classes=3, random_state=0
+    )
+    SequentialImplicitClassifier(n_states=6, n_blocks=3, **FAST).fit(X, y)
+    return np.asarray(norms)
+
+
+def test_classifier_blocks_start_at_units_along_the_loss_gradient(monkeypatch):
+    """A classifier's block starts at the screened candidate units: the ones along which
+    the loss falls fastest from the previous model, so the gradient in their (zero)
+    output weights is larger than at the random units of an unscreened start."""
+    screened = _start_gradients(monkeypatch, True)
+    random = _start_gradients(monkeypatch, False)
+    assert screened.shape == random.shape == (3,)
+    assert screened.sum() > 1.5 * random.sum()
+
+
 def test_alternating_rounds_start_from_the_exact_least_squares_head(monkeypatch):
     """Algorithm 2: every Adam round of a block starts from the ridge least-squares head
     (11) for the block's current hidden weights. The final head is refitted exactly
