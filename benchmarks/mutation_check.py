@@ -210,7 +210,7 @@ MUTATIONS = (
         "from the head it had",
         (
             (
-                "sklearn_greedy/_implicit_solvers.py",
+                "sklearn_greedy/_implicit_torch_solvers.py",
                 "        C, c = _exact_head(data, W, b, activation, setup.alpha)\n"
                 "        with torch.no_grad():",
                 "        C, c = module.head()\n        with torch.no_grad():",

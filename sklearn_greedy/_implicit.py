@@ -7,9 +7,9 @@
   baseline trained jointly by projected gradient (El Ghaoui et al., 2021).
 
 The estimators are thin: the math lives in ``_implicit_model``, the block solvers in
-``_implicit_solvers``, the sequential training in ``_implicit_sequential``, the
-end-to-end baseline in ``_implicit_end_to_end`` and what all of them share (targets,
-input scaling, validation data, inference) in ``_implicit_base``.
+``_implicit_solvers`` and ``_implicit_torch_solvers``, the sequential training in
+``_implicit_sequential``, the end-to-end baseline in ``_implicit_end_to_end`` and what all
+of them share (targets, input scaling, validation data, inference) in ``_implicit_base``.
 """
 
 from __future__ import annotations

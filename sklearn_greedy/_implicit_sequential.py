@@ -34,15 +34,13 @@ from ._implicit_model import (
 )
 from ._implicit_solvers import (
     BlockData,
-    TorchSetup,
-    adam_block,
-    alternating_block,
     block_dof,
     block_states,
     estimated_fit_seconds,
     gcv,
     lm_block,
 )
+from ._implicit_torch_solvers import TorchSetup, adam_block, alternating_block
 from ._utils import base_seed, derive_seed, resolve_device
 from ._validation import check_layer, check_min_samples
 

@@ -1,5 +1,6 @@
 """Tests of the implicit models: the math (_implicit_model), the block solvers
-(_implicit_solvers) and the estimators' training (_implicit, _implicit_sequential).
+(_implicit_solvers, _implicit_torch_solvers) and the estimators' training (_implicit,
+_implicit_sequential).
 The scikit-learn API details (transformers, parameters, numerics) are in
 test_implicit_api.py."""
 
@@ -21,7 +22,7 @@ from sklearn_greedy import (
     SequentialImplicitRegressor,
 )
 from sklearn_greedy import _implicit_sequential as sequential_module
-from sklearn_greedy import _implicit_solvers as solvers_module
+from sklearn_greedy import _implicit_torch_solvers as solvers_module
 from sklearn_greedy._implicit_model import (
     activation_numpy,
     add_self_loops,
