@@ -22,7 +22,7 @@ import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -56,7 +56,7 @@ def is_dataset(X) -> bool:
     array, a tensor, a list or a data frame (a ``SliceDataset``, for instance)."""
     if isinstance(X, Dataset):
         return True
-    if isinstance(X, (np.ndarray, torch.Tensor, list, tuple, str, bytes)):
+    if isinstance(X, (np.ndarray, torch.Tensor, list, tuple, str, bytes, Mapping)):
         return False
     if hasattr(X, "iloc") or hasattr(X, "ndim") or hasattr(X, "__array__"):
         return False

@@ -307,3 +307,8 @@ def test_evaluation_batches_shrink_for_large_images():
     assert est._eval_batch_size() == 256
     small = GreedyLayerwiseCNNClassifier(**PARAMS).fit(*quadrant_images(n=20))
     assert small._eval_batch_size() == 1024
+
+
+def test_a_mapping_is_not_taken_for_a_dataset():
+    with pytest.raises(ValueError, match="X must be"):
+        GreedyLayerwiseCNNClassifier(**PARAMS).fit({"a": 1}, [0])
