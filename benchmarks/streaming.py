@@ -190,9 +190,8 @@ def main(argv=None) -> None:
         return child(args)
     if args.smoke:
         args.n, args.large_size, args.width = 40, 16, 4
+    import torch
     from _common import describe
-
-    from sklearn_greedy._engine import torch
 
     work = tempfile.mkdtemp(prefix="streaming_bench_")
     n = args.n
