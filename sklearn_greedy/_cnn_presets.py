@@ -8,6 +8,20 @@ CIFAR10_MEAN = tuple(255 * m for m in (0.4914, 0.4822, 0.4465))
 CIFAR10_STD = tuple(255 * s for s in (0.2023, 0.1994, 0.2010))
 
 
+def fixed_schedule(
+    *, epochs: int, batch_size: int, weight_decay: float, lr_decay: float, lr_step: int,
+    lr: float = 0.1,
+) -> dict:  # fmt: skip
+    """The papers' training recipe: SGD with momentum 0.9 and a step schedule for a fixed
+    number of epochs per layer (no plateau stop, the last epoch's weights kept), with
+    random crops and flips."""
+    return dict(
+        max_epochs=epochs, batch_size=batch_size, lr=lr, momentum=0.9,
+        weight_decay=weight_decay, lr_decay=lr_decay, lr_step=lr_step, augment=True,
+        keep_best=False, n_iter_no_change=epochs,
+    )  # fmt: skip
+
+
 def cifar10_params(k: int = 1) -> dict:
     """The paper's CIFAR-10 settings for ``k = 1, 2, 3`` (Sec. 4, 4.3 and reference code).
 
@@ -38,19 +52,10 @@ def cifar10_params(k: int = 1) -> dict:
     if k not in (1, 2, 3):
         raise ValueError(f"The paper gives CIFAR-10 settings for k in (1, 2, 3), got k={k!r}.")
     common = dict(
+        fixed_schedule(epochs=50, batch_size=128, weight_decay=5e-4, lr_decay=0.2, lr_step=15),
         k=k,
         downsample="invertible",
         input_downsample=False,
-        max_epochs=50,
-        batch_size=128,
-        lr=0.1,
-        momentum=0.9,
-        weight_decay=5e-4,
-        lr_decay=0.2,
-        lr_step=15,
-        augment=True,
-        keep_best=False,
-        n_iter_no_change=50,
         normalize=(CIFAR10_MEAN, CIFAR10_STD),
         image_shape=(3, 32, 32),
     )
@@ -99,20 +104,11 @@ def imagenet_params(k: int = 1) -> dict:
     if k not in (1, 2, 3):
         raise ValueError(f"The paper gives ImageNet settings for k in (1, 2, 3), got k={k!r}.")
     common = dict(
+        fixed_schedule(epochs=45, batch_size=256, weight_decay=1e-4, lr_decay=0.1, lr_step=20),
         k=k,
         n_layers=8,
         downsample="invertible",
         input_downsample=True,
-        max_epochs=45,
-        batch_size=256,
-        lr=0.1,
-        momentum=0.9,
-        weight_decay=1e-4,
-        lr_decay=0.1,
-        lr_step=20,
-        augment=True,
-        keep_best=False,
-        n_iter_no_change=45,
         normalize=(IMAGENET_MEAN, IMAGENET_STD),
         image_shape=(3, 224, 224),
     )

@@ -126,18 +126,19 @@ def _exact_head(data: BlockData, W, b, activation, alpha):
     return ridge_lstsq(states, data.T, alpha * data.total_weight, data.weights)
 
 
+def _train(module, stage: StageData, setup: TorchSetup, generator) -> StageResult:
+    """One run of the engine on a block's stage, with the solver's settings."""
+    return train_stage(
+        module, stage, loss_fn=setup.loss_fn, config=setup.config, generator=generator,
+        score_fn=setup.score_fn,
+    )  # fmt: skip
+
+
 def adam_block(data: BlockData, n_new: int, *, activation: str, setup: TorchSetup, q: int):
     """Block ``i`` by Adam on subproblem (7): the new units and the whole head together,
     the head starting at the previous model's (so the block starts at its loss)."""
     module, stage, generator = _module(data, n_new, activation, setup, q)
-    result = train_stage(
-        module,
-        stage,
-        loss_fn=setup.loss_fn,
-        config=setup.config,
-        generator=generator,
-        score_fn=setup.score_fn,
-    )
+    result = _train(module, stage, setup, generator)
     W, b = module.block_weights()
     if setup.squared_loss:
         head = _exact_head(data, W, b, activation, setup.alpha)
@@ -164,14 +165,7 @@ def alternating_block(
             module.head_prev.bias.copy_(torch.as_tensor(c, device=dev))
             module.head_new.weight.copy_(torch.as_tensor(C[:, n_prev:], device=dev))
         module.head_prev.requires_grad_(False)
-        result = train_stage(
-            module,
-            stage,
-            loss_fn=setup.loss_fn,
-            config=setup.config,
-            generator=generator,
-            score_fn=setup.score_fn,
-        )
+        result = _train(module, stage, setup, generator)
         module.head_prev.requires_grad_(True)
         offset = len(combined.history)
         combined.history.extend({**r, "epoch": r["epoch"] + offset} for r in result.history)

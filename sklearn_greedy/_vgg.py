@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ._cnn_modules import AuxiliaryClassifier, GreedyLayer, LayerSpec
+from ._cnn_presets import fixed_schedule
 
 # torchvision's configuration "A" (VGG-11): widths, "M" for a 2x2 max-pooling
 VGG11_CONFIG = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
@@ -228,17 +229,11 @@ def vgg11_params(batch_norm: bool = True) -> dict:
         aux_downsample="avg",
         final_aux="vgg",
         final_aux_width=4096,
-        max_epochs=45,
-        batch_size=256,
-        lr=0.1 if batch_norm else 0.01,
-        momentum=0.9,
-        weight_decay=1e-4,
-        lr_decay=0.1,
-        lr_step=20,
-        augment=True,
-        keep_best=False,
-        n_iter_no_change=45,
-    )
+        **fixed_schedule(
+            epochs=45, batch_size=256, weight_decay=1e-4, lr_decay=0.1, lr_step=20,
+            lr=0.1 if batch_norm else 0.01,
+        ),
+    )  # fmt: skip
 
 
 def vgg11_state_dict(network: nn.Module) -> OrderedDict:
