@@ -21,6 +21,7 @@ from ._cnn_modules import make_stem
 from ._cnn_network import FitStages as _Stages
 from ._cnn_network import GrowingNetwork as _Growth
 from ._cnn_network import LayerwiseNetwork, head_accuracy, last_head_accuracy, layer_shapes
+from ._distributed import stage_trainer_class
 from ._engine import StageData, StageResult, TrainingConfig, train_stage
 from ._streaming import cache_outputs
 from ._utils import derive_seed, make_generator, resolve_precision
@@ -117,6 +118,8 @@ class LayerGrowthMixin:
             generator=make_generator(derive_seed(stages.seed, 2, j), stages.device),
             prefix=prefix,
             augment=stages.augment,
+            # data-parallel inside a process group of several (torchrun, device=[...])
+            trainer_cls=stage_trainer_class(),
         )
         stage.eval().requires_grad_(False)
         layer, head = self._compress_step(stages, j, data, prefix, layer, head)

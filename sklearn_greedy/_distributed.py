@@ -3,8 +3,10 @@
 Two ways in, one trainer:
 
 - ``torchrun`` on the user's script: a process group is already initialised when ``fit``
-  is called, and :func:`~sklearn_greedy._engine.train_stage` picks
-  :class:`DistributedStageTrainer` by itself (:func:`stage_trainer_class`);
+  is called, and the greedy CNN trains each layer's stage with
+  :class:`DistributedStageTrainer` (:func:`stage_trainer_class`); every other use of the
+  engine (probes, the implicit models, a compressed layer's head) trains in each process
+  alone, so that code a single rank runs never waits on the others;
 - :func:`~sklearn_greedy._spawn.fit_on_devices`, for a notebook: it spawns one process
   per device, fits a copy of the estimator in each and returns the fitted copy of rank 0.
   The estimator never holds a process group, so it still clones and pickles.
@@ -45,7 +47,7 @@ def distributed_world_size() -> int:
 
 
 def stage_trainer_class() -> type[StageTrainer]:
-    """The trainer :func:`~sklearn_greedy._engine.train_stage` uses in this process.
+    """The trainer of the greedy CNN's layer stages in this process.
 
     Returns
     -------

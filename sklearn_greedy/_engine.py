@@ -504,10 +504,13 @@ def train_stage(
     prefix: BatchFn | None = None,
     augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
     score_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = accuracy_sum,
+    trainer_cls: type[StageTrainer] | None = None,
 ) -> StageResult:
     """Train ``model`` in place on ``prefix(augment(data.X))`` against ``data.y``.
 
-    See :class:`StageTrainer` for the parameters.
+    See :class:`StageTrainer` for the parameters; ``trainer_cls`` is a subclass of it to
+    train with instead (the greedy CNN passes the data-parallel trainer of
+    :mod:`sklearn_greedy._distributed` inside a process group).
 
     Returns
     -------
@@ -528,11 +531,7 @@ def train_stage(
     >>> result.n_iter, len(result.loss_curve)
     (2, 2)
     """
-    # imported here: _distributed subclasses StageTrainer; inside a process group of several
-    # processes (torchrun, fit_on_devices) the stage trains data-parallel
-    from ._distributed import stage_trainer_class
-
-    trainer = stage_trainer_class()(
+    trainer = (trainer_cls or StageTrainer)(
         model, data, loss_fn=loss_fn, config=config, generator=generator, prefix=prefix,
         augment=augment, score_fn=score_fn,
     )  # fmt: skip

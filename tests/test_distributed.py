@@ -62,7 +62,8 @@ def _config(**kwargs):
 def _run(model, data, config, **kwargs):
     result = train_stage(
         model, data, loss_fn=F.cross_entropy, config=config,
-        generator=torch.Generator().manual_seed(1), **kwargs,
+        generator=torch.Generator().manual_seed(1), trainer_cls=stage_trainer_class(),
+        **kwargs,
     )  # fmt: skip
     history = [{k: v for k, v in r.items() if k != "seconds"} for r in result.history]
     return {
@@ -127,6 +128,20 @@ def _tiny_batch_scenario(rank):
     return None
 
 
+def _alone_scenario(rank):
+    # the engine without the data-parallel trainer, on one rank's own data only: it must
+    # train in this process alone (as probes or a rank-0-only evaluation would), never
+    # waiting in a collective for a rank that does not call it
+    if rank == 1:
+        return None
+    X, y = _images(32, seed=20)
+    result = train_stage(
+        _conv_stage(), StageData(X, y), loss_fn=F.cross_entropy, config=_config(max_epochs=1),
+        generator=torch.Generator().manual_seed(1),
+    )  # fmt: skip
+    return result.n_iter
+
+
 SCENARIOS = {
     "conv": _conv_scenario,
     "weighted_odd": _weighted_odd_scenario,
@@ -134,6 +149,7 @@ SCENARIOS = {
     "batchnorm_augment": _batchnorm_augment_scenario,
     "different_data": _different_data_scenario,
     "tiny_batch": _tiny_batch_scenario,
+    "alone": _alone_scenario,
 }
 
 
@@ -221,6 +237,11 @@ def test_ranks_with_different_data_or_tiny_batches_fail_together(ranks):
     for rank in ranks:
         assert "different data, settings or random states" in rank["different_data"]
         assert "cannot be shared by 2 processes" in rank["tiny_batch"]
+
+
+@pytest.mark.timeout(120)
+def test_other_engine_calls_train_alone_inside_a_group(ranks):
+    assert [result["alone"] for result in ranks] == [1, None]
 
 
 def test_one_process_uses_the_plain_trainer():
