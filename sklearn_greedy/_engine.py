@@ -6,8 +6,11 @@ the raw inputs passed through an optional frozen ``prefix`` (the layers trained 
 optionally after a random ``augment`` of the raw batch. The engine owns the things that
 make this fast and correct on any device:
 
-- data lives on the device and batches are index slices of it (no per-sample Python);
-- without augmentation, the frozen prefix's output is computed once and cached;
+- arrays live on the device and batches are index slices of them (no per-sample Python);
+  a streaming source (:mod:`sklearn_greedy._streaming`: a data set, a memmap, a feature
+  cache on the host) answers the same indexing and reads its batches ahead;
+- without augmentation, the frozen prefix's output is computed once and kept where
+  ``config.prefix_cache`` says (or recomputed per batch when it says None);
 - with augmentation, the prefix runs on each augmented batch in eval mode under
   ``torch.no_grad()``;
 - losses and scores are accumulated on the device and read once per epoch, so there is
@@ -84,7 +87,8 @@ class TrainingConfig:
 
 @dataclass
 class StageData:
-    """The tensors of one stage, all on the training device.
+    """The data of one stage: tensors on the training device, or streaming sources
+    (``X``, ``X_val``) that give their batches on it.
 
     ``X`` holds the raw inputs (before the frozen prefix); ``sample_weight``, when given,
     weights each sample's loss; ``X_val``/``y_val`` drive the best epoch and early
