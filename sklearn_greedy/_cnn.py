@@ -496,27 +496,33 @@ class GreedyLayerwiseCNNClassifier(
         """
         with restore_on_failure(self):
             previous = dict(self.__dict__)
-            update = self._fit(X, y, sample_weight, None, None, previous, partial=classes)
+            update = self._fit(
+                X, y, sample_weight, None, None, previous, partial=True, classes=classes
+            )
             self.__dict__.update(update)
         return self
 
-    def _fit(self, X, y, sample_weight, X_val, y_val, previous, partial=False) -> dict:
-        """The fitted attributes of a fit (``partial``: one more layer; the classes of a
-        first ``partial_fit``, or True)."""
+    def _fit(
+        self, X, y, sample_weight, X_val, y_val, previous, *, partial=False, classes=None
+    ) -> dict:  # fmt: skip
+        """The fitted attributes of a fit; with ``partial``, of one more layer (``classes``:
+        those of a first ``partial_fit`` call)."""
         fitted = "model_" in previous
-        continuing = fitted and (self.warm_start or partial is not False)
-        if continuing and partial is not False:  # images like those the layers were fit on
+        continuing = fitted and (self.warm_start or partial)
+        if continuing and partial:  # images like those the layers were fitted on
             X, y, image_shape = self._labelled_input(X, y)
         else:
             X, y, image_shape = self._fit_input(X, y)
         check_min_samples(X)
-        if partial is not False:
-            classes, y_enc = partial_classes(previous if fitted else None, partial, y)
+        if partial:
+            classes, y_enc = partial_classes(previous if fitted else None, classes, y)
         else:
             classes, y_enc = encode_classes(y)
         plan, trained = self._checked_plan(image_shape)
-        stop = previous["n_layers_fitted_"] + 1 if continuing else 1
-        stop = self.n_layers if partial is False else stop
+        if not partial:
+            stop = self.n_layers
+        else:
+            stop = previous["n_layers_fitted_"] + 1 if continuing else 1
         if continuing:
             check_warm_start(
                 previous, classes=classes, image_shape=image_shape, plan=plan,
@@ -526,7 +532,7 @@ class GreedyLayerwiseCNNClassifier(
                 warnings.warn(
                     f"n_layers={self.n_layers} layers already fitted: nothing to train. Raise "
                     "n_layers to add layers"
-                    + (", or set warm_start=False to refit." if partial is False else "."),
+                    + ("." if partial else ", or set warm_start=False to refit."),
                     UserWarning,
                     stacklevel=3,
                 )

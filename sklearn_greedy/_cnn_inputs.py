@@ -148,7 +148,8 @@ class CNNInputsMixin:
     # ------------------------------------------------------------------ the data of a fit
     def _source(self, X, device: torch.device):
         """X on the device (arrays), or a source reading it batch by batch (streams)."""
-        if isinstance(X, np.memmap) or (isinstance(X, np.ndarray) and _is_memmap_view(X)):
+        # views of a memmap (X[:, None], a reshape) are memmaps too: still read from the file
+        if isinstance(X, np.memmap):
             return ArraySource(X, device, check_finite=X.dtype != np.uint8)
         if is_dataset(X):
             return DatasetSource(X, first_image_shape(X), device, self._loader_options())
@@ -206,13 +207,3 @@ class CNNInputsMixin:
             rng = np.random.default_rng(0)
             X = X.subset(np.sort(rng.choice(len(X), STATS_SAMPLE, replace=False)))
         return channel_stats(X, self._eval_batch_size())
-
-
-def _is_memmap_view(X: np.ndarray) -> bool:
-    """A view of a memmap (``X[:, None]``, a reshape) still reads from the file."""
-    base = X.base
-    while base is not None:
-        if isinstance(base, np.memmap):
-            return True
-        base = getattr(base, "base", None)
-    return False

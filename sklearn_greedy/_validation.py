@@ -145,10 +145,10 @@ def partial_classes(previous: dict | None, classes, y) -> tuple[np.ndarray, np.n
     """``(classes, y_encoded)`` of a ``partial_fit`` call: the fitted classes after the
     first call; at the first, ``classes`` when given (``y`` may hold only some), else
     ``y``'s."""
-    if previous is None and (classes is None or classes is True):
+    if previous is None and classes is None:
         return encode_classes(y)
     known = previous["classes_"] if previous is not None else np.unique(np.asarray(classes))
-    if previous is not None and classes is not None and classes is not True:
+    if previous is not None and classes is not None:
         if not np.array_equal(np.unique(np.asarray(classes)), known):
             raise ValueError(
                 f"classes={list(classes)} differs from the classes of the first partial_fit "
