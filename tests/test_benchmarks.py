@@ -1,11 +1,11 @@
 """The benchmark scripts run end to end on tiny inputs (their figures live in RESULTS.md)."""
 
-import pickle
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _images import tiny_cifar_batches
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -15,21 +15,10 @@ def _benchmarks_on_path(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
 
 
-def _tiny_cifar(directory, n_per_batch=20):
-    rng = np.random.RandomState(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {
-            b"data": rng.randint(0, 256, size=(n_per_batch, 3072)).astype(np.uint8),
-            b"labels": (np.arange(n_per_batch) % 10).tolist(),
-        }
-        with open(directory / name, "wb") as f:
-            pickle.dump(batch, f)
-
-
 def test_cifar10_benchmark_runs_on_cpu(tmp_path, capsys):
     import cifar10
 
-    _tiny_cifar(tmp_path)
+    tiny_cifar_batches(tmp_path)
     cifar10.main(
         ["--data-dir", str(tmp_path), "--epochs", "1", "--width-scale", "0.02",
          "--configs", "1,3", "--device", "cpu"]

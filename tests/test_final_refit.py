@@ -6,6 +6,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from _images import quadrant_images
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
@@ -13,15 +14,8 @@ from sklearn_greedy import GreedyLayerwiseCNNClassifier
 from sklearn_greedy._cnn_variants import parameter_count
 
 
-def _images(n=96, shape=(1, 8, 8), n_classes=3, seed=0):
-    rng = np.random.RandomState(seed)
-    y = rng.randint(n_classes, size=n)
-    X = rng.normal(scale=0.3, size=(n, *shape)).astype(np.float32)
-    h, w = shape[1] // 2, shape[2] // 2
-    for c in range(n_classes):
-        r, q = divmod(c, 2)
-        X[y == c, :, r * h : (r + 1) * h, q * w : (q + 1) * w] += 1.0
-    return X, y
+def _images(n=96, **kwargs):
+    return quadrant_images(n, **kwargs)
 
 
 def _small(**params):

@@ -2,7 +2,6 @@
 cannot rot between the rare sessions that are lent a GPU."""
 
 import json
-import pickle
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _images import tiny_cifar_batches
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = REPO / "benchmarks" / "gpu_suite.py"
@@ -43,18 +43,6 @@ def gpu_suite(monkeypatch):
     return gpu_suite
 
 
-def _tiny_cifar(directory, n_per_batch=20):
-    """CIFAR-10 python batches of random images, two of each class per batch."""
-    rng = np.random.RandomState(0)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {
-            b"data": rng.randint(0, 256, size=(n_per_batch, 3072)).astype(np.uint8),
-            b"labels": (np.arange(n_per_batch) % 10).tolist(),
-        }
-        with open(directory / name, "wb") as f:
-            pickle.dump(batch, f)
-
-
 def _run_suite(out, *args):
     """Run the suite's command line; return its JSON report, markdown and output."""
     done = subprocess.run(
@@ -73,7 +61,7 @@ def _run_suite(out, *args):
 def test_smoke_run_goes_through_every_part_and_writes_the_report(tmp_path):
     data = tmp_path / "cifar"
     data.mkdir()
-    _tiny_cifar(data)
+    tiny_cifar_batches(data)
     start = time.perf_counter()
     report, md, output = _run_suite(tmp_path / "out", "--data-dir", str(data), "--scale")
     assert time.perf_counter() - start < 100
