@@ -20,7 +20,7 @@ from torch import nn
 from ._cnn_modules import make_stem
 from ._cnn_network import FitStages as _Stages
 from ._cnn_network import GrowingNetwork as _Growth
-from ._cnn_network import LayerwiseNetwork, head_accuracy, last_head_accuracy, layer_shapes
+from ._cnn_network import LayerwiseNetwork, accuracy, last_head_accuracy, layer_shapes
 from ._distributed import stage_trainer_class
 from ._engine import StageData, StageResult, TrainingConfig, train_stage
 from ._streaming import cache_outputs
@@ -74,7 +74,8 @@ class LayerGrowthMixin:
             growth.pruning.append(stages.pruning.get(j))
             growth.features = self._next_features(growth, stages, data, layer)
             if growth.features is not None:
-                score = head_accuracy(head, growth.features, self._eval_batch_size())
+                features = growth.features  # the head reads them as they are
+                score = accuracy(head, features.X, features.y, self._eval_batch_size())
             else:
                 score = self._layer_accuracy(growth.model, data)
             growth.scores.append(score)

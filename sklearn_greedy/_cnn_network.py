@@ -82,17 +82,17 @@ class GrowingNetwork:
     features: object = None
 
 
+def accuracy(logits_fn, X, y: torch.Tensor, batch_size: int) -> float:
+    """Accuracy of the logits ``logits_fn(batch)`` over ``X`` (a tensor or a streaming
+    source) against ``y``, in batches without gradients."""
+    out = batched_apply(logits_fn, X, batch_size)
+    return float((out.argmax(1) == y).float().mean())
+
+
 def last_head_accuracy(model: LayerwiseNetwork, data, batch_size: int) -> float:
     """Accuracy of the last trained layer's head on ``data`` (un-augmented, eval mode)."""
     depth = len(model.layers)
-    out = batched_apply(lambda batch: model.head_logits(batch, depth), data.X, batch_size)
-    return float((out.argmax(1) == data.y).float().mean())
-
-
-def head_accuracy(head, data, batch_size: int) -> float:
-    """Accuracy of ``head`` on ``data.X``, already the features it reads."""
-    out = batched_apply(head, data.X, batch_size)
-    return float((out.argmax(1) == data.y).float().mean())
+    return accuracy(lambda batch: model.head_logits(batch, depth), data.X, data.y, batch_size)
 
 
 def build_stage(spec: LayerSpec, n_classes: int, k: int, batch_norm: bool):

@@ -21,7 +21,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._augment import make_augment
 from ._cnn_modules import AuxiliaryClassifier, GreedyLayer
-from ._cnn_network import FitStages, layer_shapes
+from ._cnn_network import FitStages, accuracy, layer_shapes
 from ._compression import (
     channels_to_keep,
     count_parameters,
@@ -31,7 +31,7 @@ from ._compression import (
     taylor_scores,
 )
 from ._decoupled import train_decoupled
-from ._engine import batched_apply, train_stage
+from ._engine import train_stage
 from ._utils import (
     base_seed,
     derive_seed,
@@ -289,17 +289,14 @@ class CNNVariantsMixin:
         train = self._layer_accuracy(model, data)
         if not data.has_validation:
             return train, None
-        depth = len(model.layers)
-        out = batched_apply(
-            lambda b: model.head_logits(b, depth), data.X_val, self._eval_batch_size()
-        )
-        return train, float((out.argmax(1) == data.y_val).float().mean())
+        depth, size = len(model.layers), self._eval_batch_size()
+        valid = accuracy(lambda b: model.head_logits(b, depth), data.X_val, data.y_val, size)
+        return train, valid
 
 
 def _head_accuracy(layer, head, prefix, data, batch_size: int) -> float:
     """Training accuracy (eval mode, no augmentation) of ``head`` on ``layer(prefix(X))``."""
-    out = batched_apply(lambda b: head(layer(prefix(b))), data.X, batch_size)
-    return float((out.argmax(1) == data.y).float().mean())
+    return accuracy(lambda b: head(layer(prefix(b))), data.X, data.y, batch_size)
 
 
 def _network_size(model) -> int:
