@@ -156,10 +156,7 @@ class DistributedStageTrainer(StageTrainer):
             times each rank's number of samples, over the ranks is the global batch's loss
             times its size (the mean loss of this share without sample weights).
         """
-        xb, yb = self._batch(idx, xb)
-        with self.config.autocast(xb.device):
-            out = self._training_module()(xb)
-            loss = self._loss(out, yb, idx)
+        out, yb, loss = self._forward(idx, xb)
         share, size_ratio = self._shares.pop(id(idx))
         # this rank's part of the global batch's mean loss; DDP averages the ranks'
         # gradients, hence the factor world_size
@@ -169,9 +166,7 @@ class DistributedStageTrainer(StageTrainer):
             first = part.detach().float().reshape(1).clone()  # all_reduce works in place
             dist.all_reduce(first)
             self._initial_loss = float(first)
-        self.optimizer.zero_grad(set_to_none=True)
-        (part * self.world_size).backward()
-        self.optimizer.step()
+        self._update(part * self.world_size)
         # the epoch's record sums loss x share size: weighted shares of unequal weight
         # need their part rescaled for that sum to be the global batch's loss
         return out, yb, loss if size_ratio is None else part.detach() * size_ratio

@@ -372,16 +372,25 @@ class StageTrainer(StageInputs):
     def train_step(self, idx: torch.Tensor, xb: torch.Tensor):
         """Forward, backward and update on the batch ``idx`` of raw inputs ``xb``:
         (output, target, loss)."""
+        out, yb, loss = self._forward(idx, xb)
+        if self._initial_loss is None:
+            self._initial_loss = float(loss.detach())
+        self._update(loss)
+        return out, yb, loss
+
+    def _forward(self, idx: torch.Tensor, xb: torch.Tensor):
+        """The batch through the trained module: (output, target, loss)."""
         xb, yb = self._batch(idx, xb)
         with self.config.autocast(xb.device):
             out = self._training_module()(xb)
             loss = self._loss(out, yb, idx)
-        if self._initial_loss is None:
-            self._initial_loss = float(loss.detach())
+        return out, yb, loss
+
+    def _update(self, loss: torch.Tensor) -> None:
+        """One optimizer step on the gradient of ``loss``."""
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        return out, yb, loss
 
     def validation_score(self, score_fn=None) -> float:
         """Mean score of the model (eval mode) on the validation data (by ``score_fn``,
