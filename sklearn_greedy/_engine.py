@@ -341,14 +341,16 @@ class StageTrainer(StageInputs):
         device = self.data.X.device
         # loss, score, sample count and top-k hits, summed on the device and read once
         sums = torch.zeros(4, device=device)
+        n_local = 0  # a host count: no device operation per batch for it
         for idx, xb in self._raw_batches(self._index_batches(device)):
             out, yb, loss = self.train_step(idx, xb)
+            n_local += idx.shape[0]
             with torch.no_grad():
                 sums[0] += loss.detach() * idx.shape[0]
                 sums[1] += self.score_fn(out.detach(), yb)
-                sums[2] += idx.shape[0]
                 if self.config.top_k:
                     sums[3] += top_k_sum(out.detach(), yb, self.config.top_k)
+        sums[2] = n_local
         loss_sum, score_sum, n, top_sum = self._reduce_sums(sums).tolist()
         record = {
             "epoch": epoch + 1,
