@@ -116,6 +116,17 @@ class GreedyLayerwiseCNNClassifier(
         and optimizer and its input detached (Belilovsky et al., 2020); keep-best and
         early stopping then follow the last layer and act on all together; an interrupt
         keeps the previous model. A warm start trains the new layers together.
+    decoupled_delay : int, default=0
+        With ``training="decoupled"``, the epochs between the starts of consecutive
+        layers: layer ``j`` trains ``max_epochs`` epochs from epoch ``j * decoupled_delay``
+        on its own schedule, then runs frozen under the layers above, in a run of
+        ``max_epochs + (n_layers - 1) * decoupled_delay`` epochs. 0 trains all layers at
+        once, as the paper does; ``max_epochs`` (or more) trains them one after the
+        other, as sequential training does but without its cached prefix. A delay in
+        between lets each layer start on settled inputs and end on frozen ones, while the
+        data is still read and augmented once for all layers: deep stacks on small epoch
+        budgets lose less against sequential training (``benchmarks/RESULTS.md``).
+        Ignored in sequential training.
     max_epochs : int, default=12
         Epochs per layer.
     batch_size : int, default=64
@@ -288,6 +299,7 @@ class GreedyLayerwiseCNNClassifier(
         "prune_to": [POSITIVE_INT, Interval(Real, 0, 1, closed="right"), "array-like", None],
         "prune_epochs": [IntInterval(0, None, closed="left"), None],
         "training": [StrOptions({"sequential", "decoupled"})],
+        "decoupled_delay": [Interval(Integral, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
@@ -337,6 +349,7 @@ class GreedyLayerwiseCNNClassifier(
         prune_to=None,
         prune_epochs=None,
         training="sequential",
+        decoupled_delay=0,
         max_epochs=12,
         batch_size=64,
         lr=0.1,
@@ -378,6 +391,7 @@ class GreedyLayerwiseCNNClassifier(
         self.prune_to = prune_to
         self.prune_epochs = prune_epochs
         self.training = training
+        self.decoupled_delay = decoupled_delay
         self.downsample = downsample
         self.downsample_at = downsample_at
         self.input_downsample = input_downsample

@@ -155,6 +155,7 @@ class CNNVariantsMixin:
             generator=make_generator(derive_seed(stages.seed, 2, first), stages.device),
             prefix=growth.model.features, augment=stages.augment,
             labels=[f"layer {j + 1}/{n}" for j in range(first, n)],
+            delay=self.decoupled_delay,
         )  # fmt: skip
         for layer, head in zip(layers, heads):
             layer.eval().requires_grad_(False)

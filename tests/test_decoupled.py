@@ -182,3 +182,70 @@ def test_interrupt_keeps_the_previous_model(data, monkeypatch):
         clf.set_params(n_layers=3).fit(*data)
     assert clf.n_layers_fitted_ == 1
     np.testing.assert_array_equal(clf.predict_proba(data[0]), proba)
+
+
+def test_delay_staggers_the_layers_each_on_its_own_schedule(data):
+    clf = _small(n_layers=3, max_epochs=3, lr_step=1, decoupled_delay=1, keep_best=False)
+    clf.fit(*data)
+    assert list(clf.n_iter_) == [3, 3, 3]
+    for history in clf.history_:
+        assert [r["epoch"] for r in history] == [1, 2, 3]
+        np.testing.assert_allclose([r["lr"] for r in history], [0.1, 0.02, 0.004])
+    # one clock: epoch e of layer j + 1 is epoch e + 1 of layer j (a run of 5 epochs)
+    seconds = [[r["seconds"] for r in h] for h in clf.history_]
+    assert seconds[1][:2] == seconds[0][1:] and seconds[2][:2] == seconds[1][1:]
+    assert seconds[2][2] not in seconds[0]
+
+
+def test_delayed_layer_is_frozen_after_its_epochs(data):
+    """Layer 1 of a staggered fit keeps training on its own epochs only: afterwards it runs
+    (in eval mode, BatchNorm statistics included) under the layers still training, so it
+    is the layer a 1-layer fit trains on the same batches."""
+    params = dict(k=2, augment=True, keep_best=False, max_epochs=2)
+    alone = _small(n_layers=1, **params).fit(*data)
+    staggered = _small(n_layers=3, decoupled_delay=1, **params).fit(*data)
+    for key, value in _state(alone.model_.layers[0]).items():
+        torch.testing.assert_close(staggered.model_.layers[0].state_dict()[key], value, msg=key)
+    assert staggered.score(*data) > 0.6
+
+
+def test_delay_of_max_epochs_or_more_is_one_layer_after_the_other(data):
+    params = dict(n_layers=2, max_epochs=2, keep_best=False)
+    at_max = _small(decoupled_delay=2, **params).fit(*data)
+    beyond = _small(decoupled_delay=50, **params).fit(*data)
+    np.testing.assert_array_equal(at_max.predict_proba(data[0]), beyond.predict_proba(data[0]))
+    # layer 2 ran epochs 3-4 of the run: no shared epoch with layer 1
+    assert not {r["seconds"] for r in at_max.history_[0]} & {
+        r["seconds"] for r in at_max.history_[1]
+    }
+
+
+def test_delay_keep_best_and_stopping_follow_the_last_layer_from_its_start(data):
+    clf = _small(max_epochs=4, decoupled_delay=2, n_iter_no_change=1, tol=10.0).fit(*data)
+    # layer 2 starts at epoch 3 of the run; its second epoch does not improve by tol=10,
+    # so the run stops at epoch 4, layer 1's last
+    assert list(clf.n_iter_) == [4, 2]
+    assert list(clf.stopped_early_) == [False, True]
+    # both kept at one epoch of the run (3 or 4), each counted in its own epochs
+    assert clf.best_epoch_[1] in (1, 2) and clf.best_epoch_[0] == clf.best_epoch_[1] + 2
+
+
+def test_bad_delay_is_refused(data):
+    with pytest.raises(ValueError, match="decoupled_delay"):
+        _small(decoupled_delay=-1).fit(*data)
+    with pytest.raises((TypeError, ValueError), match="decoupled_delay"):
+        _small(decoupled_delay=1.5).fit(*data)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_history_has_the_sequential_modes_keys_top5_included():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    params = dict(image_shape=(1, 8, 8), early_stopping=True, max_epochs=1)
+    keys = {
+        mode: set(_small(training=mode, **params).fit(X[:300], y[:300]).history_[1][0])
+        for mode in ("sequential", "decoupled")
+    }
+    assert keys["decoupled"] == keys["sequential"]
+    assert {"train_top5", "valid_top5"} <= keys["decoupled"]
