@@ -218,6 +218,26 @@ MUTATIONS = (
         ),
         ("tests/test_implicit.py",),
     ),
+    Mutation(
+        "decoupled-gradient-leaks",
+        "decoupled training passes layer j's output on undetached: the losses above send "
+        "their gradients into the layers below",
+        (("sklearn_greedy/_decoupled.py", "xb = h.detach()", "xb = h"),),
+        ("tests/test_decoupled.py",),
+    ),
+    Mutation(
+        "decoupled-delay-never-freezes",
+        "with decoupled_delay, a layer keeps training after its max_epochs instead of "
+        "running frozen under the layers still training",
+        (
+            (
+                "sklearn_greedy/_decoupled.py",
+                "        return range(active[0], active[-1] + 1)",
+                "        return range(0, active[-1] + 1)",
+            ),
+        ),
+        ("tests/test_decoupled.py",),
+    ),
 )
 
 
