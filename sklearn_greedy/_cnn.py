@@ -126,7 +126,8 @@ class GreedyLayerwiseCNNClassifier(
         between lets each layer start on settled inputs and end on frozen ones, while the
         data is still read and augmented once for all layers: deep stacks on small epoch
         budgets lose less against sequential training (``benchmarks/RESULTS.md``).
-        Ignored in sequential training.
+        Keep-best and early stopping follow the last layer from its first epoch. Ignored
+        in sequential training.
     max_epochs : int, default=12
         Epochs per layer.
     batch_size : int, default=64
