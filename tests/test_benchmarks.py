@@ -84,3 +84,19 @@ def test_streaming_benchmark_parts_run_on_tiny_folders(tmp_path):
     assert set(cache) == {"None", "host"} and all(len(s) == 4 for s in cache.values())
     linked = streaming.linked_subset(train, str(tmp_path / "linked"), 8)
     assert sum(len(files) for _, _, files in __import__("os").walk(linked)) == 8
+
+
+def test_greedy_variants_arithmetic_floor_of_decoupled():
+    """The floor printed beside each time ratio: below 1 where sequential recomputes its
+    prefix (augmented batches), about 1 where it keeps its layers' outputs, and raised by
+    a delay (frozen forwards after each layer's epochs)."""
+    import greedy_variants
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    params = dict(image_shape=(1, 8, 8), n_layers=3, width=8, max_epochs=4, device="cpu")
+    augmented = greedy_variants.flop_floor(params, (X[:200], y[:200]), augmented=True)
+    kept = greedy_variants.flop_floor(params, (X[:200], y[:200]), augmented=False)
+    delayed = greedy_variants.flop_floor(params, (X[:200], y[:200]), True, delay=2)
+    assert 0.5 < augmented < kept <= 1.0 + 1e-9
+    assert augmented < delayed < 1.0
