@@ -48,11 +48,15 @@ def _memmap(tmp_path, X):
     return np.load(path, mmap_mode="r")
 
 
-@pytest.mark.parametrize("augment", [False, "flip"])
-def test_dataset_fit_equals_array_fit(images, augment):
+@pytest.mark.parametrize(
+    "augment, training",
+    [(False, {}), ("flip", {}), ("flip", dict(training="decoupled", decoupled_delay=1))],
+)
+def test_dataset_fit_equals_array_fit(images, augment, training):
     X, y = images
-    array = GreedyLayerwiseCNNClassifier(**PARAMS, augment=augment).fit(X, y)
-    stream = GreedyLayerwiseCNNClassifier(**PARAMS, augment=augment).fit(CountingDataset(X, y))
+    params = dict(PARAMS, augment=augment, **training)
+    array = GreedyLayerwiseCNNClassifier(**params).fit(X, y)
+    stream = GreedyLayerwiseCNNClassifier(**params).fit(CountingDataset(X, y))
     assert [r["train_loss"] for r in stream.history_[-1]] == pytest.approx(
         [r["train_loss"] for r in array.history_[-1]], rel=1e-5
     )
