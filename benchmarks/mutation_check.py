@@ -198,8 +198,8 @@ MUTATIONS = (
         (
             (
                 "sklearn_greedy/_engine.py",
-                "if self.config.restart_on_decay and epoch and",
-                "if False and",
+                "        config.restart_on_decay and epoch and lr_at(",
+                "        False and lr_at(",
             ),
         ),
         ("tests/test_engine.py",),

@@ -45,6 +45,7 @@ from ._engine import (
     accuracy_sum,
     lr_at,
     make_optimizer,
+    restarts_at,
     top_k_sum,
 )
 from ._streaming import iter_sequential
@@ -246,7 +247,7 @@ class DecoupledTrainer(StageInputs):
             own = epoch - self.starts[j]
             lr = lr_at(own, self.config)
             group = self.optimizer.param_groups[j]
-            if self.config.restart_on_decay and own and lr != lr_at(own - 1, self.config):
+            if restarts_at(own, self.config):
                 for p in group["params"]:
                     self.optimizer.state.pop(p, None)  # as a new optimizer would start
             group["lr"] = lr

@@ -185,6 +185,15 @@ def lr_at(epoch: int, config: TrainingConfig) -> float:
     return config.lr * config.lr_decay ** (epoch // config.lr_step)
 
 
+def restarts_at(epoch: int, config: TrainingConfig) -> bool:
+    """Whether the optimizer starts afresh at ``epoch`` (0-based): under
+    ``restart_on_decay``, at each epoch whose learning rate differs from the one before,
+    as the reference code builds a new optimizer at each decay (momentum restarts)."""
+    return bool(
+        config.restart_on_decay and epoch and lr_at(epoch, config) != lr_at(epoch - 1, config)
+    )
+
+
 def _progress_bar(config: TrainingConfig):
     """A tqdm bar when verbose and tqdm is installed, else None (plain prints)."""
     if not config.verbose:
@@ -427,8 +436,7 @@ class StageTrainer(StageInputs):
 
     def _set_lr(self, epoch: int) -> float:
         lr = lr_at(epoch, self.config)
-        if self.config.restart_on_decay and epoch and lr != lr_at(epoch - 1, self.config):
-            # the reference code builds a new optimizer at each decay: momentum restarts
+        if restarts_at(epoch, self.config):
             self.optimizer = make_optimizer(self._trainable(), replace(self.config, lr=lr))
         for group in self.optimizer.param_groups:
             group["lr"] = lr
