@@ -34,6 +34,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 
@@ -97,20 +98,14 @@ def fit_timed(params: dict, data):
     return clf, {"wall": seconds, "cpu": cpu, "train": train}, clf.score(X_test, y_test)
 
 
-def flop_floor(params: dict, X, augmented: bool, delay: int = 0) -> float:
-    """The decoupled/sequential ratio of the arithmetic of a fit, counted by torch's
-    FlopCounterMode on one training batch of the fitted network: sequential trains each
-    stage (layer and head, forward and backward) under a frozen prefix, recomputed on every
-    batch when the batches are augmented and computed once otherwise (kept features);
-    decoupled trains the same stages without the prefixes, plus, with a delay, the frozen
-    forward of each layer in the epochs after its own. A compute-bound fit cannot go
-    below it, whatever the implementation."""
+def layer_flops(clf, X, batch_size: int) -> tuple[list[int], list[int]]:
+    """Per layer of the fitted ``clf``, counted by torch's FlopCounterMode on one training
+    batch of ``X``: its forward pass alone (as a frozen prefix), and its stage (layer and
+    head, forward and backward, as training computes them)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    clf = GreedyLayerwiseCNNClassifier(**dict(params, max_epochs=1, random_state=0))
-    clf.fit(*X)
-    model = clf.model_.train().requires_grad_(True)
-    x = model.stem(torch.as_tensor(X[0][: params.get("batch_size", 64)], dtype=torch.float32))
+    model = copy.deepcopy(clf.model_).train().requires_grad_(True)
+    x = model.stem(torch.as_tensor(X[:batch_size], dtype=torch.float32))
     forward, stage = [], []
     for layer, head in zip(model.layers, model.heads):
         with FlopCounterMode(display=False) as count:
@@ -123,7 +118,18 @@ def flop_floor(params: dict, X, augmented: bool, delay: int = 0) -> float:
             torch.nn.functional.cross_entropy(head(h), target).backward()
         stage.append(count.get_total_flops())
         x = h.detach()
-    J, E = len(stage), params["max_epochs"]
+    return forward, stage
+
+
+def flop_floor(flops, epochs: int, augmented: bool, delay: int = 0) -> float:
+    """The decoupled/sequential ratio of the arithmetic of a fit, from ``layer_flops``:
+    sequential trains each stage under a frozen prefix, recomputed on every batch when the
+    batches are augmented and computed once otherwise (kept features); decoupled trains
+    the same stages without the prefixes, plus, with a delay, the frozen forward of each
+    layer in the epochs after its own. A compute-bound fit cannot go below it, whatever
+    the implementation."""
+    forward, stage = flops
+    J, E = len(stage), epochs
     prefix_passes = E if augmented else 1
     sequential = sum(prefix_passes * sum(forward[:j]) + E * stage[j] for j in range(J))
     decoupled = E * sum(stage) + delay * sum((J - 1 - j) * forward[j] for j in range(J))
@@ -139,7 +145,8 @@ def decoupled_vs_sequential(report: Report, name: str, params: dict, data, seeds
         label = "decoupled" + (f", delay {delay}" if delay else "")
         variants[label] = dict(training="decoupled", decoupled_delay=delay)
     for extra in variants.values():
-        fit_timed(dict(params, max_epochs=1, random_state=0, **extra), data)
+        warm, _, _ = fit_timed(dict(params, max_epochs=1, random_state=0, **extra), data)
+    flops = layer_flops(warm, data[0], params.get("batch_size", 64))
     acc = {v: [] for v in variants}
     times = {v: [] for v in variants}
     for seed in range(seeds):
@@ -164,7 +171,7 @@ def decoupled_vs_sequential(report: Report, name: str, params: dict, data, seeds
         ratio, cpu_ratio, train_ratio = (
             median[v][key] / median["sequential"][key] for key in ("wall", "cpu", "train")
         )
-        floor = flop_floor(params, data[:2], augmented, extra["decoupled_delay"])
+        floor = flop_floor(flops, params["max_epochs"], augmented, extra["decoupled_delay"])
         report.check(gap >= -1.0, f"{name}: {v} within 1 point of sequential: {gap:+.2f}")
         if ratio < 0.9 and not extra["decoupled_delay"]:
             equal_time(report, name, params, data, seeds, ratio, np.mean(acc["sequential"]))

@@ -93,10 +93,14 @@ def test_greedy_variants_arithmetic_floor_of_decoupled():
     import greedy_variants
     from sklearn.datasets import load_digits
 
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
     X, y = load_digits(return_X_y=True)
-    params = dict(image_shape=(1, 8, 8), n_layers=3, width=8, max_epochs=4, device="cpu")
-    augmented = greedy_variants.flop_floor(params, (X[:200], y[:200]), augmented=True)
-    kept = greedy_variants.flop_floor(params, (X[:200], y[:200]), augmented=False)
-    delayed = greedy_variants.flop_floor(params, (X[:200], y[:200]), True, delay=2)
+    params = dict(image_shape=(1, 8, 8), n_layers=3, width=8, max_epochs=1, device="cpu")
+    clf = GreedyLayerwiseCNNClassifier(**params).fit(X[:200], y[:200])
+    flops = greedy_variants.layer_flops(clf, X, batch_size=64)
+    augmented = greedy_variants.flop_floor(flops, 4, augmented=True)
+    kept = greedy_variants.flop_floor(flops, 4, augmented=False)
+    delayed = greedy_variants.flop_floor(flops, 4, True, delay=2)
     assert 0.5 < augmented < kept <= 1.0 + 1e-9
     assert augmented < delayed < 1.0
