@@ -7,15 +7,18 @@ network, and hands one stage per layer to the engine; the torch modules live in
 
 from __future__ import annotations
 
+import os
 import warnings
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._augment import make_augment
 from ._base import GreedyTrainingMixin
+from ._checkpoint import data_digest, open_store
 from ._cnn_growth import LayerGrowthMixin
 from ._cnn_inference import LayerwiseCNNInference
 from ._cnn_inputs import CNNInputsMixin
@@ -47,6 +50,13 @@ from ._validation import (
 _ARCHITECTURE = (
     "k", "width", "aux_width", "downsample", "input_downsample", "normalize", "max_width",
     "aux_downsample",
+)  # fmt: skip
+
+# Parameters that do not change what a layer learns: a fit may resume from the layers
+# of ``checkpoint_dir`` with other values of these (another device or thread count).
+_NOT_FINGERPRINTED = (
+    "verbose", "n_threads", "num_workers", "pin_memory", "prefetch_factor", "device",
+    "transform_layer", "ensemble", "warm_start", "deterministic",
 )  # fmt: skip
 
 
@@ -208,6 +218,20 @@ class GreedyLayerwiseCNNClassifier(
         Seeds initialisation, shuffling, augmentation and the validation split.
     verbose : int, default=0
         1 prints one line per layer; 2 also shows each epoch (a tqdm bar when installed).
+    checkpoint_dir : str, path-like or None, default=None
+        A directory where each finished layer is written at once; ``fit`` with the same
+        directory, data and parameters continues after the last finished layer (rerun
+        the same cell or command after a crash, a kill or a time limit), and ends equal
+        to the uninterrupted fit. A directory holding layers of another fit (other
+        parameters or data, another library or torch version), or an altered file, is
+        refused with an error naming what differs. Writes are atomic and loading reads
+        tensors only (``torch.load(weights_only=True)``). Parameters that do not change
+        what a layer learns (``device``, ``n_threads``, ``verbose``, loader settings,
+        ``ensemble``, ``transform_layer``) may differ on resume; with ``random_state``
+        None the seed of the first run is reused. A data-parallel fit writes from rank 0
+        and resumes on any number of devices. Decoupled training has no finished layer
+        before its end: it writes all layers when its run ends, and an interrupted
+        decoupled run starts again. The fitted estimator does not need the directory.
     warm_start : bool, default=False
         Keep the layers of the previous fit and train only the new ones when
         ``n_layers`` grew. Training settings (epochs, learning rate, batch size,
@@ -329,6 +353,7 @@ class GreedyLayerwiseCNNClassifier(
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "checkpoint_dir": [str, os.PathLike, None],
         "warm_start": ["boolean"],
     }
 
@@ -379,6 +404,7 @@ class GreedyLayerwiseCNNClassifier(
         n_threads=None,
         random_state=None,
         verbose=0,
+        checkpoint_dir=None,
         warm_start=False,
     ):
         self.n_layers = n_layers
@@ -425,6 +451,7 @@ class GreedyLayerwiseCNNClassifier(
         self.n_threads = n_threads
         self.random_state = random_state
         self.verbose = verbose
+        self.checkpoint_dir = checkpoint_dir
         self.warm_start = warm_start
 
     # ------------------------------------------------------------------ fit
@@ -555,18 +582,49 @@ class GreedyLayerwiseCNNClassifier(
         weights = check_training_weights(sample_weight, self.class_weight, X, y_enc, classes)
         device = resolve_device(self.device)
         seed = base_seed(self.random_state)
+        store, pieces = None, []
+        if self.checkpoint_dir is not None:  # before any training: a bad directory fails now
+            store, pieces, seed = self._checkpoints(
+                continuing or partial, classes, image_shape, seed, X, y_enc, weights, X_val, y_val
+            )  # fmt: skip
         data = self._stage_data(X, y_enc, weights, X_val, y_val, classes, image_shape, device, seed)
         growth = self._start(previous if continuing else None, data, device)
         augment = make_augment(self.augment, image_shape)
         stages = _Stages(plan, len(classes), seed, augment, device, self._prefix_cache(X), stop)
         stages.trained = trained
+        stages.store = store
         grow = self._grow_decoupled if self.training == "decoupled" else self._grow
         widest = values_per_sample(plan, image_shape, self.input_downsample)
         # read by _eval_batch_size during the fit and after it (kept with the fitted model)
         self._values_per_sample = widest
         with self._runtime(device, n_values=self.batch_size * widest):
+            if pieces:
+                self._resume(growth, stages, data, pieces)
             grow(growth, stages, data)
         return self._fitted_attributes(growth, classes, image_shape, device, plan)
+
+    def _checkpoints(self, continuing, classes, image_shape, seed, X, y, weights, X_val, y_val):
+        """The checkpoint store of this fit, the finished layers it holds and the seed to
+        train with (the first run's, so that the layers still to train draw what they
+        would have drawn in one uninterrupted fit)."""
+        if continuing:
+            raise ValueError(
+                "checkpoint_dir resumes a fit from disk; warm_start and partial_fit continue "
+                "the layers in memory. Use one or the other: set checkpoint_dir=None to "
+                "continue this model, or warm_start=False to fit from the checkpoints."
+            )
+        y_val = None if y_val is None else np.asarray(y_val)
+        facts = {
+            "classes": classes, "image_shape": image_shape, "n_samples": len(X),
+            "digest": data_digest(X, y, weights, X_val, y_val),
+        }  # fmt: skip
+        store = open_store(self, kind="layer", ignore=_NOT_FINGERPRINTED, data=facts)
+        pieces, stored_seed = store.load()
+        if self.training == "decoupled" and len(pieces) < self.n_layers:
+            # the layers of an unfinished decoupled run are not finished pieces
+            store.discard_from(0)
+            pieces = []
+        return store, pieces, (seed if stored_seed is None else stored_seed)
 
     def _checked_plan(self, image_shape):
         """The network's layer plan, refused before training when it cannot work."""

@@ -14,6 +14,7 @@ import warnings
 from dataclasses import replace
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -21,6 +22,7 @@ from ._cnn_modules import make_stem
 from ._cnn_network import FitStages as _Stages
 from ._cnn_network import GrowingNetwork as _Growth
 from ._cnn_network import LayerwiseNetwork, accuracy, last_head_accuracy, layer_shapes
+from ._compression import prune_stage
 from ._distributed import stage_trainer_class
 from ._engine import StageData, StageResult, TrainingConfig, train_stage
 from ._streaming import cache_outputs
@@ -79,7 +81,39 @@ class LayerGrowthMixin:
             else:
                 score = self._layer_accuracy(growth.model, data)
             growth.scores.append(score)
+            save_layer(stages, growth, j)
             self._report_layer(j, growth, result)
+
+    def _resume(self, growth: _Growth, stages: _Stages, data: StageData, pieces) -> None:
+        """Put the finished layers read from ``checkpoint_dir`` back on the fresh stem,
+        as the uninterrupted fit had them (its kept features recomputed alike)."""
+        for piece in pieces[: stages.stop or self.n_layers]:
+            j, meta = piece.index, piece.meta
+            layer, head = self._build_step(stages, j)
+            pruning = meta["pruning"]
+            if pruning is not None:  # the layer was pruned before it was saved
+                keep = piece.tensors["kept_channels"]
+                prune_stage(layer, head, keep)
+                pruning = dict(
+                    pruning, kept_channels=keep.numpy(), scores=piece.tensors["scores"].numpy()
+                )
+            if j == 0:
+                growth.model.stem.load_state_dict(piece.tensors["stem"])
+            layer.load_state_dict(piece.tensors["layer"])
+            head.load_state_dict(piece.tensors["head"])
+            for module in (layer, head):
+                module.to(stages.device).eval().requires_grad_(False)
+            growth.model.layers.append(layer)
+            growth.model.heads.append(head)
+            growth.widths.append(meta["width"])
+            growth.results.append(StageResult(meta["history"], meta["best_epoch"],
+                                              meta["stopped_early"]))  # fmt: skip
+            growth.pruning.append(pruning)
+            growth.scores.append(meta["score"])
+            if self.training == "sequential":
+                growth.features = self._next_features(growth, stages, data, layer)
+            if self.verbose:
+                print(f"layer {j + 1}/{self.n_layers}: read from checkpoint_dir")
 
     def _next_features(self, growth: _Growth, stages: _Stages, data: StageData, layer):
         """The data after the newest layer, kept where ``prefix_cache`` says, when the next
@@ -191,3 +225,27 @@ class LayerGrowthMixin:
         values = self.__dict__.get("_values_per_sample")
         cap = 1024 if values is None else max(1, _EVAL_VALUES // values)
         return max(self.batch_size, min(1024, cap))
+
+
+def save_layer(stages: _Stages, growth: _Growth, j: int) -> None:
+    """Write layer ``j`` of ``growth``, its head, and what its training left to the fit's
+    checkpoint store (the stem with the first layer); a no-op without ``checkpoint_dir``."""
+    if stages.store is None:
+        return
+    model, result, pruning = growth.model, growth.results[j], growth.pruning[j]
+    tensors = {"layer": model.layers[j].state_dict(), "head": model.heads[j].state_dict()}
+    if j == 0:
+        tensors["stem"] = model.stem.state_dict()
+    meta = {
+        "width": int(growth.widths[j]),
+        "score": float(growth.scores[j]),
+        "history": result.history,
+        "best_epoch": int(result.best_epoch),
+        "stopped_early": bool(result.stopped_early),
+        "pruning": None,
+    }
+    if pruning is not None:
+        tensors["kept_channels"] = torch.as_tensor(pruning["kept_channels"])
+        tensors["scores"] = torch.as_tensor(pruning["scores"])
+        meta["pruning"] = {k: v for k, v in pruning.items() if k not in tensors}
+    stages.store.save(j, tensors, meta, seed=stages.seed)

@@ -65,6 +65,7 @@ class FitStages:
     stop: int | None = None  # layers the network has after this fit (None: all planned)
     trained: list = field(default_factory=list)  # width of each layer before compression
     pruning: dict = field(default_factory=dict)  # what compressing layer j did
+    store: object = None  # the CheckpointStore each finished layer is written to
 
 
 @dataclass

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from sklearn.utils.validation import check_is_fitted
 
 from ._augment import make_augment
+from ._cnn_growth import save_layer
 from ._cnn_modules import AuxiliaryClassifier, GreedyLayer
 from ._cnn_network import FitStages, accuracy, layer_shapes
 from ._compression import (
@@ -146,6 +147,8 @@ class CNNVariantsMixin:
         """Train every missing layer at once, each on its own loss (Belilovsky et al.,
         2020), on top of the fitted layers (frozen) when warm-starting."""
         first, n = len(growth.widths), stages.stop or self.n_layers
+        if first >= n:  # every layer read back from checkpoint_dir
+            return
         built = [self._build_step(stages, j) for j in range(first, n)]
         layers = [layer.to(stages.device) for layer, _ in built]
         heads = [head.to(stages.device) for _, head in built]
@@ -169,6 +172,8 @@ class CNNVariantsMixin:
             growth.pruning.append(None)
             growth.scores.append(score)
             self._report_layer(j, growth, result)
+        for j in range(first, n):  # finished pieces only now, all together
+            save_layer(stages, growth, j)
 
     def _head_accuracies(self, model, data, first: int) -> list[float]:
         """Training accuracy (eval mode, no augmentation) of the heads of layers ``first``

@@ -14,6 +14,7 @@ linearised, penalised hat matrix), weighted by ``DOF_FACTOR``.
 
 from __future__ import annotations
 
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -23,6 +24,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from ._checkpoint import data_digest, open_store
+from ._engine import StageResult
 from ._implicit_base import COMMON_CONSTRAINTS, ImplicitBase
 from ._implicit_model import (
     activation_torch,
@@ -34,6 +37,7 @@ from ._implicit_model import (
 )
 from ._implicit_solvers import (
     BlockData,
+    BlockFit,
     block_dof,
     block_states,
     estimated_fit_seconds,
@@ -43,6 +47,10 @@ from ._implicit_solvers import (
 from ._implicit_torch_solvers import TorchSetup, adam_block, alternating_block
 from ._utils import base_seed, derive_seed, resolve_device
 from ._validation import check_layer, check_min_samples
+
+# Parameters that do not change what a block learns: a fit may resume from the blocks of
+# ``checkpoint_dir`` with other values of these.
+_NOT_FINGERPRINTED = ("verbose", "n_threads", "device", "warm_start", "transform_blocks")
 
 #: solver="auto" uses Levenberg-Marquardt when a block's Gauss-Newton system is small:
 #: at most this many weights per block ...
@@ -88,6 +96,7 @@ class SequentialBase(ImplicitBase):
         "n_components": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "warm_start": ["boolean"],
         "transform_blocks": [Integral, None],
+        "checkpoint_dir": [str, os.PathLike, None],
     }
 
     #: Start each Adam-trained block at screened candidate units (``TorchSetup.screen``)
@@ -189,6 +198,11 @@ class SequentialBase(ImplicitBase):
         T, q = self._targets(Y_raw, info)
         U = (np.asarray(X_raw, dtype=np.float64) - u_mean) / u_scale
         seed = base_seed(self.random_state)
+        store, pieces = None, []
+        if self.checkpoint_dir is not None:  # before any training: a bad directory fails now
+            store, pieces, seed = self._checkpoints(
+                kept is not None, seed, X_raw, Y_raw, weights, given
+            )  # fmt: skip
         U_tr, T_tr, w_tr, U_val, T_val = self._validation_split(
             U, T, weights, seed, given, (u_mean, u_scale), info
         )
@@ -209,7 +223,11 @@ class SequentialBase(ImplicitBase):
         n_values = min(self.batch_size, U_tr.shape[0]) * (U_tr.shape[1] + self.n_states)
         threads = self._threads(n_values)
         with self._runtime(device, n_values=n_values), threadpool_limits(threads, "blas"):
-            self._grow(growth, sizes, (U_tr, T_tr, w_tr), U_val, T_val, q, solver, device, seed)
+            for piece in pieces[: len(sizes)]:
+                self._resume_block(growth, piece, U_tr, U_val)
+            self._grow(
+                growth, sizes, (U_tr, T_tr, w_tr), U_val, T_val, q, solver, device, seed, store
+            )  # fmt: skip
         n_used = self._n_blocks_used(growth, T_tr, w_tr, U_val, T_val)
         fitted = {
             "_u_mean": u_mean,
@@ -259,9 +277,44 @@ class SequentialBase(ImplicitBase):
                 stacklevel=4,
             )
 
-    def _grow(self, growth, sizes, train, U_val, T_val, q, solver, device, seed):
+    def _checkpoints(self, continuing, seed, X, Y, weights, given):
+        """The checkpoint store of this fit, the finished blocks it holds and the seed to
+        train with (the first run's, so that the blocks still to train draw what they
+        would have drawn in one uninterrupted fit)."""
+        if continuing:
+            raise ValueError(
+                "checkpoint_dir resumes a fit from disk; warm_start continues the blocks in "
+                "memory. Use one or the other: set checkpoint_dir=None to continue this "
+                "model, or warm_start=False to fit from the checkpoints."
+            )
+        X_val, y_val = (None if a is None else np.asarray(a) for a in given)
+        facts = {
+            "n_samples": len(X), "n_features": X.shape[1],
+            "digest": data_digest(np.asarray(X), np.asarray(Y), weights, X_val, y_val),
+        }  # fmt: skip
+        store = open_store(self, kind="block", ignore=_NOT_FINGERPRINTED, data=facts)
+        pieces, stored_seed = store.load()
+        return store, pieces, (seed if stored_seed is None else stored_seed)
+
+    def _resume_block(self, growth, piece, U, U_val):
+        """Append a finished block read from ``checkpoint_dir``; its states computed as
+        the uninterrupted fit computed them."""
+        t, meta = piece.tensors, piece.meta
+        result = StageResult(meta["history"], meta["best_epoch"], meta["stopped_early"])
+        fit = BlockFit(
+            t["W"].numpy(), t["b"].numpy(), (t["C"].numpy(), t["c"].numpy()), result,
+            meta["dof"],
+        )  # fmt: skip
+        data = growth.data(U, None, None, None, U_val, None)
+        growth.add(fit, growth.new_states(fit, U, data.F_t, data.X), U, U_val)
+        growth.scores.append(meta["score"])
+        if self.verbose:
+            print(f"block {piece.index + 1}: read from checkpoint_dir")
+
+    def _grow(self, growth, sizes, train, U_val, T_val, q, solver, device, seed, store=None):
         """Train the missing blocks one by one on ``train = (U, T, weights)``; an
-        interrupt keeps the finished ones."""
+        interrupt keeps the finished ones, and each finished block is written to
+        ``store`` (the fit's checkpoints) when there is one."""
         U_tr, T_tr, w_tr = train
         for i in range(len(growth.blocks), len(sizes)):
             prev_head = growth.heads[-1] if growth.heads else self._initial_head(T_tr, q, w_tr)
@@ -284,6 +337,16 @@ class SequentialBase(ImplicitBase):
                 fit.dof = block_dof(data, fit, self.activation, self.alpha)
             growth.add(fit, states, U_tr, U_val)
             growth.scores.append(self._numpy_score(growth.output(-1), T_tr, w_tr))
+            if store is not None:
+                store.save(
+                    i,
+                    {"W": torch.from_numpy(fit.W), "b": torch.from_numpy(fit.b),
+                     "C": torch.from_numpy(fit.head[0]), "c": torch.from_numpy(fit.head[1])},
+                    {"history": fit.result.history, "best_epoch": int(fit.result.best_epoch),
+                     "stopped_early": bool(fit.result.stopped_early), "dof": fit.dof,
+                     "score": float(growth.scores[-1])},
+                    seed=seed,
+                )  # fmt: skip
             if self.verbose:
                 unit = "iterations" if solver == "lm" else "epochs"
                 print(
