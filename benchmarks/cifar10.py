@@ -3,7 +3,8 @@
 The paper's protocol by default (Sec. 4, 4.3; reference code): SGD momentum 0.9, weight
 decay 5e-4, batch 128, lr 0.1 decayed x0.2 every 15 of 50 epochs per layer, random crop
 and flip; k=1: J=5, M=256, downsampling at j=2,3, no BN; k=2, 3: J=4, M=128, auxiliary
-width 128 doubling to 256, BN. For each configuration it prints per-layer test accuracy,
+width M~=256 as the paper's text says (``--aux-width 128``: the authors' script), both
+doubling at the downsampling, BN. For each configuration it prints per-layer test accuracy,
 final and ensemble accuracy, whole-fit seconds and peak GPU memory, then the end-to-end
 baselines: the same final network, freshly initialised, trained jointly through skorch
 (as users would) and by a plain PyTorch loop. ``--table6`` adds the four downsampling
@@ -20,6 +21,9 @@ with ``--decoupled-delays`` staggered starts).
 Epoch counts scale with ``--epochs`` / 50 (VGG: / 45) and widths with ``--width-scale``;
 every row names the numbers it ran with.
 
+``--cpu-scale`` runs the whole data set at CPU scale instead, resumable per layer: see
+``benchmarks/cifar10_cpu.py``, whose options it takes.
+
 Usage::
 
     python benchmarks/cifar10.py --data-dir DIR                 # the paper's setting, GPU
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import sys
 
 import numpy as np
 import torch
@@ -50,7 +55,7 @@ from sklearn_greedy.nn import TrainTimeAugment, augment_crop_flip
 
 
 def scaled_params(k: int, args) -> dict:
-    params = cifar10_params(k)
+    params = cifar10_params(k, aux_width=args.aux_width)
     params["max_epochs"] = args.epochs
     params["lr_step"] = max(1, round(15 * args.epochs / 50))
     params["width"] = max(1, round(params["width"] * args.width_scale))
@@ -279,8 +284,21 @@ def main(argv=None):
         "--decoupled-delays", type=int, nargs="*", default=[],
         help="with --decoupled, also decoupled with these decoupled_delay values (epochs)",
     )  # fmt: skip
+    parser.add_argument(
+        "--aux-width", type=int, default=256,
+        help="M~ of k=2, 3 (default 256, the paper's text; 128 is the authors' script).",
+    )  # fmt: skip
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--cpu-scale", action="store_true",
+        help="all 60,000 images at CPU scale, resumable (options of benchmarks/cifar10_cpu.py).",
+    )  # fmt: skip
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "--cpu-scale" in argv:
+        import cifar10_cpu
+
+        return cifar10_cpu.main([a for a in argv if a != "--cpu-scale"])
     args = parser.parse_args(argv)
     device = pick_device(args.device)
 

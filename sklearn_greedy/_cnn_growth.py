@@ -49,6 +49,7 @@ class LayerGrowthMixin:
             stem = make_stem(mean, std, self.input_downsample, data.X.shape[1:])
             growth = _Growth(LayerwiseNetwork(stem))
             growth.model.to(device)
+        growth.model.channels_last = self.channels_last  # a runtime choice of each fit
         growth.model.eval().requires_grad_(False)
         return growth
 

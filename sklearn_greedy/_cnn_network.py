@@ -22,22 +22,33 @@ from ._streaming import iter_sequential
 class LayerwiseNetwork(nn.Module):
     """Container of everything a fit learns: input stem, layers and per-layer heads."""
 
-    def __init__(self, stem: nn.Module) -> None:
+    def __init__(self, stem: nn.Module, channels_last: bool = False) -> None:
         super().__init__()
         self.stem = stem
         self.layers = nn.ModuleList()
         self.heads = nn.ModuleList()
+        self.channels_last = channels_last
+
+    def standardized(self, x: torch.Tensor) -> torch.Tensor:
+        """The stem's output, in the memory format the layers run fastest in: channels
+        last when asked (oneDNN's CPU convolutions and cuDNN's tensor cores prefer it; the
+        layers keep the format their input has)."""
+        x = self.stem(x)
+        # getattr: networks pickled before the option existed
+        if getattr(self, "channels_last", False) and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
 
     def per_layer(self, x: torch.Tensor, stop: int | None = None):
         """Yield the representation after each of the first ``stop`` layers."""
-        x = self.stem(x)
+        x = self.standardized(x)
         for layer in self.layers[:stop]:
             x = layer(x)
             yield x
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The representation after every trained layer (the next stage's input)."""
-        x = self.stem(x)
+        x = self.standardized(x)
         for layer in self.layers:
             x = layer(x)
         return x

@@ -104,3 +104,62 @@ def test_greedy_variants_arithmetic_floor_of_decoupled():
     delayed = greedy_variants.flop_floor(flops, 4, True, delay=2)
     assert 0.5 < augmented < kept <= 1.0 + 1e-9
     assert augmented < delayed < 1.0
+
+
+def test_cifar10_cpu_scale_writes_its_rows_and_resumes_each_from_its_checkpoints(tmp_path):
+    import json
+
+    import cifar10
+    import cifar10_cpu
+
+    data, work, out = tmp_path / "data", tmp_path / "work", tmp_path / "out"
+    data.mkdir()
+    tiny_cifar_batches(data)
+    argv = [
+        "--data-dir",
+        str(data),
+        "--cpu-scale",
+        "--width-divisor",
+        "64",
+        "--epochs",
+        "1",
+        "--work-dir",
+        str(work),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--rows",
+        "greedy-k1",
+    ]
+    cifar10.main(argv)  # the row in a child process, as a real run  # fmt: skip
+    assert "layer 5/5 epoch 1/1" in (work / "cifar10_cpu.log").read_text()  # a line per epoch
+    # the end-to-end row and a resumed greedy row, in this process (a child's code)
+    args = cifar10_cpu.argparse.Namespace(
+        data_dir=str(data), width_divisor=64, epochs=1, threads=1, seed=0, max_per_class=None,
+        test_max_per_class=None, work_dir=str(work), row="e2e-k1", argv=argv,
+    )  # fmt: skip
+    cifar10_cpu.run_row(args)
+    (results,) = out.glob("cifar10_cpu-*.json")
+    greedy = json.loads(results.read_text())["rows"][0]
+    cifar10_cpu.write_results(work, results, args)
+    report = json.loads(results.read_text())
+    assert (report["n_train"], report["n_test"], report["width_divisor"]) == (100, 20, 64)
+    assert report["epochs_per_layer"] == 1 and report["commit"] and report["machine"]
+    assert [r["name"] for r in report["rows"]] == ["greedy-k1", "e2e-k1"]
+    e2e = report["rows"][1]
+    assert (greedy["mode"], greedy["k"], greedy["J"], len(greedy["per_layer"])) == (
+        "greedy",
+        1,
+        5,
+        5,
+    )
+    assert greedy["test_acc"] == greedy["per_layer"][-1] and greedy["peak_rss_mb"] > 0
+    assert greedy["ensemble_acc"] is not None
+    assert (e2e["mode"], e2e["epochs"], e2e["ensemble_acc"]) == ("e2e", 5, None)
+    # stopped during layer 5: the row resumes from its checkpoints, to the same model
+    (work / "rows" / "greedy-k1.json").unlink()
+    (work / "checkpoints" / "greedy-k1" / "piece-0004.ckpt").unlink()
+    cifar10_cpu.run_row(cifar10_cpu.argparse.Namespace(**{**vars(args), "row": "greedy-k1"}))
+    again = json.loads((work / "rows" / "greedy-k1.json").read_text())
+    assert again["resumed_layers"] == 4 and again["per_layer"] == greedy["per_layer"]

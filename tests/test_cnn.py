@@ -344,6 +344,36 @@ def test_cifar10_params_are_valid_estimator_params():
         cifar10_params(4)
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_cifar10_params_follow_the_papers_text_and_offer_the_authors_script(k):
+    # Sec. 4.3: "widths of M = 128 and M~ = 256 for both CIFAR-10 and ImageNet"
+    params = cifar10_params(k)
+    assert (params["width"], params["aux_width"], params["n_layers"]) == (128, 256, 4)
+    # the authors' public script defaults to 128
+    assert cifar10_params(k, aux_width=128)["aux_width"] == 128
+    # Sec. 4.3 compression: "fine-tune the auxiliary network ... over 20 epochs"
+    assert params["prune_epochs"] == 20
+    # M~ doubles with the layer width at the downsampling at j=2
+    X = np.zeros((4, 3, 32, 32), dtype=np.uint8)
+    clf = GreedyLayerwiseCNNClassifier(**dict(params, max_epochs=1, width=4, aux_width=8))
+    clf.fit(X, np.arange(4) % 2)
+    assert [s.aux_width for s in clf.layer_specs_] == [8, 8, 16, 16]
+
+
+def test_channels_last_gives_the_same_model_up_to_rounding():
+    X, y = quadrant_images(n=96, shape=(3, 16, 16))
+    params = dict(n_layers=3, width=8, max_epochs=2, downsample_at=(1,), random_state=0)
+    plain = GreedyLayerwiseCNNClassifier(**params).fit(X, y)
+    fast = GreedyLayerwiseCNNClassifier(**params, channels_last=True).fit(X, y)
+    np.testing.assert_allclose(fast.predict_proba(X), plain.predict_proba(X), atol=1e-4)
+    for a, b in zip(fast.loss_curve_, plain.loss_curve_):
+        np.testing.assert_allclose(a, b, rtol=1e-4)
+    # the layers run on channels-last tensors, and the stored weights keep their layout
+    h = fast.model_.standardized(torch.from_numpy(X[:2]))
+    assert h.is_contiguous(memory_format=torch.channels_last)
+    assert all(p.is_contiguous() for p in fast.model_.parameters())
+
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     "bad, message",
