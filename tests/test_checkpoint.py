@@ -390,3 +390,20 @@ def test_a_data_parallel_fit_resumes_a_one_process_checkpoint_and_writes_from_ra
     again = GreedyLayerwiseCNNClassifier(**params, device="cpu").fit(X, y)
     for key, value in again.model_.state_dict().items():
         torch.testing.assert_close(value, ours[key], rtol=0, atol=0)
+
+
+def test_a_streamed_fit_resumes_and_its_items_are_fingerprinted(digits, tmp_path):
+    from torch.utils.data import TensorDataset
+
+    X, y = digits
+    images = torch.from_numpy(X.reshape(-1, 1, 8, 8))
+    data = TensorDataset(images, torch.from_numpy(y))
+    params = dict(PARAMS, image_shape=None)
+    full = GreedyLayerwiseCNNClassifier(**params).fit(data)
+    GreedyLayerwiseCNNClassifier(**params, checkpoint_dir=tmp_path).fit(data)
+    os.remove(tmp_path / piece_name(2))
+    resumed = GreedyLayerwiseCNNClassifier(**params, checkpoint_dir=tmp_path).fit(data)
+    assert _without_seconds(resumed.history_) == _without_seconds(full.history_)
+    other = TensorDataset(images.flip(-1), torch.from_numpy(y))  # mirrored images
+    with pytest.raises(ValueError, match="data digest"):
+        GreedyLayerwiseCNNClassifier(**params, checkpoint_dir=tmp_path).fit(other)
