@@ -120,7 +120,14 @@ class GreedyLayerwiseCNNClassifier(
         ranked by the Taylor criterion of Molchanov et al. (2016); its auxiliary head is
         then fine-tuned and the next layer built on the reduced width. See ``pruning_``.
     prune_epochs : int or None, default=None
-        Epochs of that fine-tuning (paper: 20); None uses ``max_epochs``.
+        Epochs of that fine-tuning (paper: 20, as :func:`cifar10_params` sets); None uses
+        ``max_epochs``.
+    prune_rounds : int, default=1
+        Prune in this many rounds instead of at once, as Molchanov et al. (2016) do: each
+        round ranks the remaining filters again, prunes to a width between the trained
+        and the target one (geometrically spaced) and fine-tunes the head on its share of
+        ``prune_epochs`` (the last rounds take the remainder). 1 is the one-shot pruning
+        of the paper's Sec. 4.3; ``pruning_`` records each round.
     training : {"sequential", "decoupled"}, default="sequential"
         "decoupled" trains all layers at once on the same batches, each with its own loss
         and optimizer and its input detached (Belilovsky et al., 2020); keep-best and
@@ -281,9 +288,11 @@ class GreedyLayerwiseCNNClassifier(
         Training accuracy of each layer's auxiliary classifier, in eval mode on the
         training data without augmentation.
     pruning_ : list of dict or None
-        Per layer, None or its compression: ``trained_width``, ``kept_channels``,
-        ``scores`` (Taylor), ``score_before`` and ``score_pruned`` (training accuracy of
-        its head before and right after pruning) and the fine-tuning ``history``.
+        Per layer, None or its compression: ``trained_width``, ``kept_channels`` (among
+        the trained filters), ``scores`` (Taylor, of the trained filters), ``score_before``
+        and ``score_pruned`` (training accuracy of its head before and right after the
+        first pruning), the fine-tuning ``history`` of all rounds, and ``rounds``: per
+        round its ``width``, ``scores``, ``score_pruned`` and ``history``.
     final_refit_ : dict
         Set by :meth:`refit_final_head`: ``(before, after)`` pairs.
     device_ : torch.device
@@ -329,6 +338,7 @@ class GreedyLayerwiseCNNClassifier(
         "aux_downsample": [StrOptions({"avg", "max"}), None],
         "prune_to": [POSITIVE_INT, Interval(Real, 0, 1, closed="right"), "array-like", None],
         "prune_epochs": [IntInterval(0, None, closed="left"), None],
+        "prune_rounds": [Interval(Integral, 1, None, closed="left")],
         "training": [StrOptions({"sequential", "decoupled"})],
         "decoupled_delay": [Interval(Integral, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
@@ -381,6 +391,7 @@ class GreedyLayerwiseCNNClassifier(
         batch_norm="auto",
         prune_to=None,
         prune_epochs=None,
+        prune_rounds=1,
         training="sequential",
         decoupled_delay=0,
         max_epochs=12,
@@ -425,6 +436,7 @@ class GreedyLayerwiseCNNClassifier(
         self.aux_downsample = aux_downsample
         self.prune_to = prune_to
         self.prune_epochs = prune_epochs
+        self.prune_rounds = prune_rounds
         self.training = training
         self.decoupled_delay = decoupled_delay
         self.downsample = downsample

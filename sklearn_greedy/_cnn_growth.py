@@ -98,6 +98,8 @@ class LayerGrowthMixin:
                 pruning = dict(
                     pruning, kept_channels=keep.numpy(), scores=piece.tensors["scores"].numpy()
                 )
+                for step in pruning.get("rounds", []):  # numbers in the JSON metadata
+                    step["scores"] = np.asarray(step["scores"], dtype=pruning["scores"].dtype)
             if j == 0:
                 growth.model.stem.load_state_dict(piece.tensors["stem"])
             layer.load_state_dict(piece.tensors["layer"])

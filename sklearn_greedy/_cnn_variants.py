@@ -49,6 +49,26 @@ from ._vgg import PooledAuxiliaryClassifier, VGGClassifier, cap_widths
 VGG_HIDDEN = 4096
 
 
+def round_widths(trained: int, target: int, rounds: int) -> list[int]:
+    """The widths of ``rounds`` pruning rounds from ``trained`` filters down to ``target``,
+    geometrically spaced, each round removing at least one filter (fewer rounds when
+    there are fewer filters to remove).
+
+    Examples
+    --------
+    >>> from sklearn_greedy._cnn_variants import round_widths
+    >>> round_widths(128, 64, 1), round_widths(128, 64, 3), round_widths(4, 3, 3)
+    ([64], [102, 81, 64], [3])
+    """
+    widths = []
+    for r in range(1, rounds + 1):
+        w = int(round(trained * (target / trained) ** (r / rounds)))
+        w = max(target, min(w, (widths[-1] if widths else trained) - 1))
+        if not widths or w < widths[-1]:
+            widths.append(w)
+    return widths
+
+
 class CNNVariantsMixin:
     """Layer steps beyond SimCNN's: VGG heads, compression, decoupled fit, final refit."""
 
@@ -105,40 +125,51 @@ class CNNVariantsMixin:
 
     def _compress_step(self, stages, j: int, data, prefix, layer, head):
         """Prune layer ``j`` to its planned width by the Taylor criterion, then fine-tune
-        its head alone on the remaining features (Sec. 4.3); a no-op for unpruned layers.
+        its head alone on the remaining features (Sec. 4.3); in ``prune_rounds`` rounds,
+        each pruning to a width between the trained and the planned one (geometrically)
+        and fine-tuning on its share of the ``prune_epochs`` before the next ranks the
+        filters again (Molchanov et al., 2016). A no-op for unpruned layers.
         ``prefix(data.X)`` is the layer's input (``prefix`` None: ``data.X`` is)."""
         width, trained = stages.plan[j].out_channels, stages.trained[j] if stages.trained else 0
         if width >= trained:
             return layer, head
         prefix = torch.nn.Identity() if prefix is None else prefix
         size = self._eval_batch_size()
-        before = _head_accuracy(layer, head, prefix, data, size)
-        scores = taylor_scores(
-            layer, head, prefix, data.X, data.y, batch_size=size,
-            sample_weight=data.sample_weight,
-        )  # fmt: skip
-        keep = channels_to_keep(scores, width)
-        prune_stage(layer, head, keep)
-        record = {
-            "trained_width": trained,
-            "kept_channels": keep.cpu().numpy(),
-            "scores": scores.cpu().numpy(),
-            "score_before": before,
-            "score_pruned": _head_accuracy(layer, head, prefix, data, size),
-            "history": [],
-        }
         epochs = self.max_epochs if self.prune_epochs is None else self.prune_epochs
-        if epochs:
-            label = f"layer {j + 1}/{len(stages.plan)} fine-tuning"
-            config = replace(self._training_config(label, stages), max_epochs=epochs)
-            head.requires_grad_(True)
-            result = train_stage(
-                head, data, loss_fn=F.cross_entropy, config=config,
-                generator=make_generator(derive_seed(stages.seed, 3, j), stages.device),
-                prefix=lambda x: layer(prefix(x)), augment=stages.augment,
+        widths = round_widths(trained, width, self.prune_rounds)
+        # the rounds share the fine-tuning epochs, the last rounds taking the remainder
+        shares = [len(part) for part in np.array_split(np.arange(epochs), len(widths))][::-1]
+        kept = torch.arange(trained)
+        record = {"trained_width": trained, "score_before": _head_accuracy(
+            layer, head, prefix, data, size), "history": [], "rounds": []}  # fmt: skip
+        for r, (target, share) in enumerate(zip(widths, shares)):
+            scores = taylor_scores(
+                layer, head, prefix, data.X, data.y, batch_size=size,
+                sample_weight=data.sample_weight,
             )  # fmt: skip
-            head.eval().requires_grad_(False)
-            record["history"] = result.history
+            keep = channels_to_keep(scores, target)
+            prune_stage(layer, head, keep)
+            kept = kept[keep.cpu()]
+            step = {"width": target, "scores": scores.cpu().numpy(),
+                    "score_pruned": _head_accuracy(layer, head, prefix, data, size),
+                    "history": []}  # fmt: skip
+            if share:
+                label = f"layer {j + 1}/{len(stages.plan)} fine-tuning"
+                config = replace(self._training_config(label, stages), max_epochs=share)
+                keys = (3, j) if r == 0 else (3, j, r)  # one round: the one-shot seed
+                head.requires_grad_(True)
+                result = train_stage(
+                    head, data, loss_fn=F.cross_entropy, config=config,
+                    generator=make_generator(derive_seed(stages.seed, *keys), stages.device),
+                    prefix=lambda x: layer(prefix(x)), augment=stages.augment,
+                )  # fmt: skip
+                head.eval().requires_grad_(False)
+                step["history"] = result.history
+            record["rounds"].append(step)
+            record["history"] = record["history"] + step["history"]
+        first = record["rounds"][0]
+        record.update(kept_channels=kept.numpy(), scores=first["scores"],
+                      score_pruned=first["score_pruned"])  # fmt: skip
         stages.pruning[j] = record
         return layer, head
 

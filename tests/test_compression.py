@@ -189,3 +189,32 @@ def test_pickle_clone_and_warm_start_keep_the_compression(pruned, data):
     grown.set_params(n_layers=2, warm_start=True).fit(X, y)
     assert grown.layer_widths_ == [3, 3] and grown.pruning_[0] is not None
     np.testing.assert_allclose(grown.predict_proba(X), pruned.predict_proba(X), rtol=1e-5)
+
+
+def test_iterative_pruning_ranks_again_in_rounds_and_keeps_trained_filters(data):
+    """prune_rounds=3: three rounds down to the target, each ranking the remaining
+    filters; the kept filters are the trained ones; the epochs are shared out."""
+    unpruned = _small(n_layers=1, k=2).fit(*data)
+    one_shot = _small(n_layers=1, k=2, prune_to=2, prune_epochs=4).fit(*data)
+    rounds = _small(n_layers=1, k=2, prune_to=2, prune_epochs=4, prune_rounds=3).fit(*data)
+    record = rounds.pruning_[0]
+    assert [r["width"] for r in record["rounds"]] == [5, 3, 2]
+    assert [len(r["history"]) for r in record["rounds"]] == [1, 1, 2]
+    assert len(record["history"]) == 4
+    # each round ranks what is left: its scores have the previous round's width
+    assert [len(r["scores"]) for r in record["rounds"]] == [8, 5, 3]
+    keep = record["kept_channels"]
+    assert len(set(keep)) == 2 and set(keep) <= set(range(8))
+    torch.testing.assert_close(
+        rounds.model_.layers[0].conv.weight,
+        unpruned.model_.layers[0].conv.weight[torch.from_numpy(keep)], rtol=0, atol=0,
+    )  # fmt: skip
+    assert rounds.layer_widths_ == [2]
+    # one round is the one-shot pruning
+    same = _small(n_layers=1, k=2, prune_to=2, prune_epochs=4, prune_rounds=1).fit(*data)
+    np.testing.assert_array_equal(
+        same.pruning_[0]["kept_channels"], one_shot.pruning_[0]["kept_channels"]
+    )
+    torch.testing.assert_close(
+        same.model_.heads[0].linear.weight, one_shot.model_.heads[0].linear.weight
+    )
