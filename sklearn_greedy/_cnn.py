@@ -196,6 +196,13 @@ class GreedyLayerwiseCNNClassifier(
         Shape of one image when X is 2-D ``(n, C*H*W)``. A 2-D X without it is read as
         ``n_features`` channels of a 1x1 image (a greedily trained MLP); a 3-D X
         ``(n, H, W)`` as one-channel images.
+    channels : {"auto", "first", "last"}, default="auto"
+        Layout of 4-D images: ``"first"`` reads ``(n, C, H, W)``, ``"last"`` reads
+        ``(n, H, W, C)`` (PIL, OpenCV, TensorFlow data sets) and transposes it. ``"auto"``
+        reads channels-first unless the last axis is 1, 3 or 4 after two axes larger
+        than 4, which it reads as channels-last with a warning at fit (predict reads the
+        layout fit saw). A data set's items must be channels-first: one whose first image
+        looks channels-last is refused with the fix.
     transform_layer : int or None, default=None
         Layer whose representation :meth:`transform` returns: 1-based like the paper's
         ``x_j``, negative counts from the end (``-1`` is the last), None for the last.
@@ -264,6 +271,8 @@ class GreedyLayerwiseCNNClassifier(
         Names of the features seen in fit, when X had string column names.
     image_shape_ : tuple of int
         Shape (C, H, W) of the images seen in fit.
+    channels_last_input_ : bool
+        Whether fit read X as channels-last and transposed it (see ``channels``).
     n_layers_fitted_ : int
         Number of trained layers (fewer than ``n_layers`` after an interrupted fit).
     model_ : torch.nn.Module
@@ -358,6 +367,7 @@ class GreedyLayerwiseCNNClassifier(
         "tol": [Interval(Real, 0, None, closed="left")],
         "class_weight": [dict, StrOptions({"balanced"}), None],
         "image_shape": ["array-like", None],
+        "channels": [StrOptions({"auto", "first", "last"})],
         "transform_layer": [Integral, None],
         "prefix_cache": [StrOptions({"auto", *PREFIX_CACHES}), None],
         "num_workers": [Interval(Integral, 0, None, closed="left")],
@@ -411,6 +421,7 @@ class GreedyLayerwiseCNNClassifier(
         tol=1e-4,
         class_weight=None,
         image_shape=None,
+        channels="auto",
         transform_layer=None,
         prefix_cache="auto",
         num_workers=0,
@@ -460,6 +471,7 @@ class GreedyLayerwiseCNNClassifier(
         self.tol = tol
         self.class_weight = class_weight
         self.image_shape = image_shape
+        self.channels = channels
         self.transform_layer = transform_layer
         self.prefix_cache = prefix_cache
         self.num_workers = num_workers

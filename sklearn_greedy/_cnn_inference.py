@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
@@ -23,8 +24,12 @@ from ._utils import base_seed, inference_device, torch_seeded
 from ._validation import check_layer, check_pool
 
 
-class LayerwiseCNNInference:
-    """Prediction, transform and export methods of a fitted greedy CNN."""
+class LayerwiseCNNInference(TransformerMixin):
+    """Prediction, transform and export methods of a fitted greedy CNN.
+
+    A transformer itself, so that scikit-learn's ``set_output`` wraps the ``transform``
+    defined here (it wraps only a class's own methods).
+    """
 
     def _prepare(self, X) -> tuple[torch.Tensor, torch.device]:
         """Validated X on the device to predict on (a tensor, or a streaming source), and

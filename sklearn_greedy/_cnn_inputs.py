@@ -28,10 +28,12 @@ from ._streaming import (
 from ._utils import derive_seed
 from ._validation import (
     as_device_tensor,
+    channels_last_input,
     check_image_shape,
     check_min_samples,
     check_normalize,
     encode_validation_targets,
+    looks_channels_last,
     split_validation,
     validate_images,
 )
@@ -95,8 +97,19 @@ class CNNInputsMixin:
 
     def _stream_images(self, X, shape, *, reset: bool):
         """A data set, or a memmap viewed as (n, C, H, W) without reading it."""
+        if reset:
+            self.channels_last_input_ = False
         if is_dataset(X):
             found = first_image_shape(X)
+            layout = getattr(self, "channels", "first")
+            if layout == "last" or (layout == "auto" and looks_channels_last((0, *found))):
+                raise ValueError(
+                    f"The data set's first image has shape {found}, which reads as "
+                    "channels-last (height, width, channels); the estimator reads a data "
+                    "set's items as (channels, height, width). Give the data set a "
+                    "transform that returns them so (for a tensor image, "
+                    "image.permute(2, 0, 1)), or pass channels='first' if they already are."
+                )
         else:
             if X.dtype.kind not in "biuf":
                 raise TypeError(f"X must hold numbers; got a memmap of dtype {X.dtype}.")
@@ -113,6 +126,10 @@ class CNNInputsMixin:
                 X = X.reshape(X.shape[0], *image)
             elif X.ndim != 4:
                 raise ValueError(f"X must be a 2-D, 3-D or 4-D memmap; got {X.ndim}-D.")
+            elif channels_last_input(self, X.shape, reset=reset):
+                X = X.transpose(0, 3, 1, 2)  # a view of the file: still read batch by batch
+                if reset:
+                    self.channels_last_input_ = True
             found = tuple(int(s) for s in X.shape[1:])
         if shape is not None and tuple(shape) != found:
             fitted = "" if reset else f", but {type(self).__name__} was fitted on {tuple(shape)}"

@@ -8,6 +8,7 @@ torch traceback from deep inside a layer.
 from __future__ import annotations
 
 import numbers
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -45,6 +46,59 @@ def check_image_shape(image_shape) -> tuple[int, int, int] | None:
     return tuple(int(s) for s in shape)
 
 
+CHANNEL_LAYOUTS = ("auto", "first", "last")
+
+
+def looks_channels_last(shape) -> bool:
+    """Whether a 4-D batch shape ``(n, a, b, c)`` reads as ``(n, H, W, C)``: a last axis
+    of 1, 3 or 4 (grey, RGB, RGBA) after two image axes larger than 4, as PIL, OpenCV,
+    TensorFlow data sets and most image folders give."""
+    return len(shape) == 4 and shape[3] in (1, 3, 4) and shape[1] > 4 and shape[2] > 4
+
+
+def channels_last_input(estimator, shape, *, reset: bool) -> bool:
+    """Whether 4-D input of batch ``shape`` is channels-last and must be transposed, by
+    the estimator's ``channels`` (``"auto"``: detected, with a warning at fit; at predict,
+    the layout fit saw)."""
+    layout = getattr(estimator, "channels", "first")
+    if layout == "first" or len(shape) != 4:
+        return False
+    if layout == "last":
+        return True
+    if not looks_channels_last(shape):
+        return False
+    if not reset:  # predict: channels-last when that is what fit read
+        return bool(getattr(estimator, "channels_last_input_", False))
+    warnings.warn(
+        f"X has images of shape {tuple(shape[1:])}, read as channels-last (height, width, "
+        f"channels) and transposed to {(shape[3], shape[1], shape[2])}. Pass "
+        "channels='last' to say so, or channels='first' if they are (channels, height, "
+        "width).",
+        UserWarning,
+        stacklevel=5,
+    )
+    return True
+
+
+def warn_if_flat_images(n_features: int) -> None:
+    """Warn when 2-D X without ``image_shape`` has as many features as square images
+    (8x8 and larger, grey or colour): each row is then read as ``n_features`` channels
+    of one pixel, which trains a quietly worse model if the rows are images."""
+    for channels in (1, 3):
+        side = int(round((n_features / channels) ** 0.5))
+        if side >= 8 and channels * side * side == n_features:
+            warnings.warn(
+                f"X is 2-D with {n_features} features and no image_shape: each row is read "
+                f"as {n_features} channels of a 1x1 image (a greedily trained MLP). If the "
+                f"rows are {side}x{side} images, pass image_shape=({channels}, {side}, "
+                f"{side}); image_shape=({n_features}, 1, 1) keeps this reading without "
+                "this warning.",
+                UserWarning,
+                stacklevel=5,
+            )
+            return
+
+
 def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape=None):
     """Validate image input and return X as an array (n, C, H, W), float32 or uint8.
 
@@ -62,6 +116,7 @@ def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape
     # stands in for ``image_shape_`` while fit is still running, for validation data)
     if reset:
         shape = check_image_shape(image_shape)
+        estimator.channels_last_input_ = False
     else:
         shape = tuple(image_shape if image_shape is not None else estimator.image_shape_)
     X = as_array_like(X)
@@ -83,6 +138,11 @@ def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
             raise TypeError(f"X must hold numbers; got an array of dtype {X.dtype}.")
+        last = channels_last_input(estimator, X.shape, reset=reset)
+        if reset:
+            estimator.channels_last_input_ = last
+        if last:
+            X = np.ascontiguousarray(X.transpose(0, 3, 1, 2))
         sample_shape = tuple(int(s) for s in X.shape[1:])
         if reset and shape is not None and sample_shape != shape:
             raise ValueError(f"X has images of shape {sample_shape}, but image_shape={shape}.")
@@ -110,6 +170,8 @@ def validate_images(estimator, X, y="no_validation", *, reset: bool, image_shape
             )
     n_features = X.shape[1]
     if shape is None:
+        if reset and ndim == 2:
+            warn_if_flat_images(n_features)
         shape = (n_features, 1, 1)
     elif int(np.prod(shape)) != n_features:
         raise ValueError(
@@ -295,8 +357,6 @@ def split_validation(X, y_enc, weights, fraction: float, seed: int):
 
     Returns ``X_train, X_val, y_train, y_val, weights_train``.
     """
-    import warnings
-
     from sklearn.model_selection import train_test_split
 
     n = X.shape[0]

@@ -144,3 +144,88 @@ def test_an_interrupt_cannot_land_in_torch_lazy_imports():
     code = "import sys, sklearn_greedy; print('torch._dynamo' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+# ------------------------------------------------------------------ silent misreadings (issue 24)
+
+
+def _channels_last_images(n=48, side=16, channels=3, seed=0):
+    X, y = _images(n=n, shape=(channels, side, side), seed=seed)
+    return np.ascontiguousarray(X.transpose(0, 2, 3, 1)), y, X
+
+
+@pytest.mark.parametrize("container", ["numpy", "torch", "memmap"])
+def test_channels_last_images_are_read_as_such_with_a_warning(container, tmp_path):
+    import torch
+
+    last, y, first = _channels_last_images()
+    if container == "torch":
+        last = torch.from_numpy(last)
+    elif container == "memmap":
+        mm = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="w+", shape=last.shape)
+        mm[:] = last
+        mm.flush()
+        last = np.memmap(tmp_path / "x.dat", dtype=np.float32, mode="r", shape=last.shape)
+    with pytest.warns(UserWarning, match=r"\(16, 16, 3\), read as channels-last.*channels='last'"):
+        clf = _small(n_layers=1).fit(last, y)
+    assert clf.image_shape_ == (3, 16, 16) and clf.channels_last_input_
+    reference = _small(n_layers=1).fit(first, y)
+    np.testing.assert_allclose(clf.predict_proba(last), reference.predict_proba(first), atol=1e-6)
+    # predict reads channels-last as fit did, and channels-first images as they are
+    np.testing.assert_allclose(clf.predict_proba(first), clf.predict_proba(last), atol=1e-6)
+
+
+def test_channels_first_and_last_are_explicit(recwarn):
+    last, y, first = _channels_last_images()
+    explicit = _small(n_layers=1, channels="last").fit(last, y)
+    assert explicit.image_shape_ == (3, 16, 16)
+    # an explicit layout warns nothing
+    assert not [w for w in recwarn if "channels-last" in str(w.message)]
+    as_given = _small(n_layers=1, channels="first").fit(last, y)
+    assert as_given.image_shape_ == (16, 16, 3)
+    # a channels-first batch is never taken for channels-last, even with 3-pixel rows
+    odd = np.zeros((8, 3, 16, 3), dtype=np.float32)
+    clf = _small(n_layers=1, max_epochs=1).fit(odd, np.arange(8) % 2)
+    assert clf.image_shape_ == (3, 16, 3) and not clf.channels_last_input_
+    with pytest.raises(ValueError, match="channels"):
+        _small(channels="nhwc").fit(last, y)
+
+
+def test_a_data_set_of_channels_last_images_is_refused_with_the_fix():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    last, y, _ = _channels_last_images()
+    data = TensorDataset(torch.from_numpy(last), torch.from_numpy(y))
+    with pytest.raises(ValueError, match=r"\(16, 16, 3\).*channels-last.*permute\(2, 0, 1\)"):
+        _small().fit(data)
+
+
+def test_flat_rows_of_square_images_without_image_shape_warn():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    with pytest.warns(
+        UserWarning, match=r"64 features and no image_shape.*image_shape=\(1, 8, 8\)"
+    ):
+        _small(n_layers=1, max_epochs=1).fit(X[:100], y[:100])
+    colour = np.zeros((10, 3 * 16 * 16), dtype=np.float32)
+    with pytest.warns(UserWarning, match=r"image_shape=\(3, 16, 16\)"):
+        _small(n_layers=1, max_epochs=1).fit(colour, np.arange(10) % 2)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # tabular widths, and the shape given, stay silent
+        _small(n_layers=1, max_epochs=1).fit(X[:100, :10], y[:100])
+        _small(n_layers=1, max_epochs=1, image_shape=(64, 1, 1)).fit(X[:100], y[:100])
+
+
+def test_set_output_pandas_reaches_the_cnns_transform():
+    pd = pytest.importorskip("pandas")
+    X, y = _images()
+    clf = _small().set_output(transform="pandas").fit(X, y)
+    out = clf.transform(X)
+    assert isinstance(out, pd.DataFrame)
+    assert list(out.columns) == list(clf.get_feature_names_out())
+    assert isinstance(clf.fit_transform(X, y), pd.DataFrame)
+    np.testing.assert_array_equal(out.to_numpy(), clf.set_output(transform="default").transform(X))
