@@ -50,7 +50,8 @@ def _run_suite(out, *args):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=110,
+        # a guard against a hang, not a speed test: ten times the quiet run's ~30 s
+        timeout=400,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     (json_path,) = out.glob("gpu_suite-*-smoke.json")
@@ -58,13 +59,12 @@ def _run_suite(out, *args):
     return json.loads(json_path.read_text()), md_path.read_text(), done.stdout
 
 
+@pytest.mark.timeout(450)
 def test_smoke_run_goes_through_every_part_and_writes_the_report(tmp_path):
     data = tmp_path / "cifar"
     data.mkdir()
     tiny_cifar_batches(data)
-    start = time.perf_counter()
     report, md, output = _run_suite(tmp_path / "out", "--data-dir", str(data), "--scale")
-    assert time.perf_counter() - start < 100
     assert set(HEADLINE) <= set(report) and report["smoke"] is True and report["scale"] is True
     for part in PARTS + SCALE_PARTS:
         assert report[part]["status"] == "done", (part, report[part], output)
@@ -80,7 +80,7 @@ def test_smoke_run_goes_through_every_part_and_writes_the_report(tmp_path):
     assert len(cifar["per_layer_test_accuracy"]) == cifar["n_layers"] == 4
     assert report["cifar10_k3_final"] == cifar["per_layer_test_accuracy"][-1]
     assert 0 <= report["cifar10_k3_ensemble"] <= 1 and report["cifar10_k3_fit_s"] > 0
-    assert 0 < report["wall_s"] < 100
+    assert report["wall_s"] > 0  # seconds are not asserted: the machine may be loaded
     for text in (report["device"], report["torch"], report["commit"], report["date"]):
         assert text in md
     assert report["command"] in md and "| part | status |" in md
@@ -113,6 +113,7 @@ def _check_scale_parts(report, md):
 
 
 @pytest.mark.parametrize("scale", [False, True])
+@pytest.mark.timeout(450)
 def test_a_budget_too_small_skips_every_part_and_still_reports(tmp_path, scale):
     report, md, _ = _run_suite(tmp_path, "--budget-s", "0.5", *(["--scale"] if scale else []))
     parts = PARTS + SCALE_PARTS if scale else PARTS
