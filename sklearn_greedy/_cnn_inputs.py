@@ -160,6 +160,17 @@ class CNNInputsMixin:
         y = column_or_1d(np.asarray(y))
         if y.shape[0] != len(X):
             raise ValueError(f"X has {len(X)} samples but y has {y.shape[0]}.")
+        if is_dataset(X) and _has_labels(X):
+            # skorch trains on the items' labels: a y that says otherwise is a mistake
+            own = column_or_1d(dataset_labels(X))
+            differ = np.flatnonzero(own.astype(str) != y.astype(str))
+            if differ.size:
+                i = int(differ[0])
+                raise ValueError(
+                    f"y disagrees with the data set's own labels on {differ.size} of "
+                    f"{len(y)} items (item {i}: y={y[i]!r}, the item's label {own[i]!r}). "
+                    "Pass y=None to train on the data set's labels."
+                )
         return y
 
     # ------------------------------------------------------------------ the data of a fit
@@ -224,3 +235,13 @@ class CNNInputsMixin:
             rng = np.random.default_rng(0)
             X = X.subset(np.sort(rng.choice(len(X), STATS_SAMPLE, replace=False)))
         return channel_stats(X, self._eval_batch_size())
+
+
+def _has_labels(dataset) -> bool:
+    """Whether a data set carries labels: ``targets``, or (image, label) items."""
+    if getattr(dataset, "targets", None) is not None:
+        return True
+    if len(dataset) == 0:
+        return False
+    item = dataset[0]
+    return isinstance(item, (tuple, list)) and len(item) == 2

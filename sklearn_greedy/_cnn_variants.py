@@ -358,6 +358,11 @@ def parameter_count(estimator) -> int:
     n_params : int
         The parameter count.
 
+    Raises
+    ------
+    TypeError
+        If ``estimator`` is not a :class:`GreedyLayerwiseCNNClassifier`.
+
     Examples
     --------
     >>> import numpy as np
@@ -367,5 +372,13 @@ def parameter_count(estimator) -> int:
     >>> parameter_count(clf) == sum(p.numel() for p in clf.to_torch().parameters())
     True
     """
+    from ._cnn import GreedyLayerwiseCNNClassifier  # here: _cnn imports this module
+
+    if not isinstance(estimator, GreedyLayerwiseCNNClassifier):
+        raise TypeError(
+            "parameter_count takes a GreedyLayerwiseCNNClassifier, got "
+            f"{type(estimator).__name__}; count a torch module's parameters with "
+            "sum(p.numel() for p in module.parameters())."
+        )
     check_is_fitted(estimator)
     return _network_size(estimator.model_)

@@ -258,6 +258,8 @@ def vgg11_state_dict(network: nn.Module) -> OrderedDict:
 
     Raises
     ------
+    TypeError
+        If ``network`` is not a torch module with ``layers`` (an estimator, say).
     ValueError
         If a layer downsamples otherwise than by max-pooling, or the head is not a
         :class:`VGGClassifier`.
@@ -273,6 +275,11 @@ def vgg11_state_dict(network: nn.Module) -> OrderedDict:
     >>> list(vgg11_state_dict(net))[:4]
     ['features.0.weight', 'features.0.bias', 'features.3.weight', 'features.3.bias']
     """
+    if not isinstance(network, nn.Module) or not hasattr(network, "layers"):
+        raise TypeError(
+            f"vgg11_state_dict takes the assembled network, got {type(network).__name__}; "
+            "for a fitted GreedyLayerwiseCNNClassifier pass estimator.to_torch()."
+        )
     if not isinstance(network.head, VGGClassifier):
         raise ValueError("vgg11_state_dict needs a network whose head is a VGGClassifier.")
     state, index = OrderedDict(), 0

@@ -229,3 +229,35 @@ def test_set_output_pandas_reaches_the_cnns_transform():
     assert list(out.columns) == list(clf.get_feature_names_out())
     assert isinstance(clf.fit_transform(X, y), pd.DataFrame)
     np.testing.assert_array_equal(out.to_numpy(), clf.set_output(transform="default").transform(X))
+
+
+def test_parameter_count_and_vgg_export_refuse_what_they_cannot_read():
+    import numpy as np_
+
+    from sklearn_greedy import SequentialImplicitRegressor, parameter_count
+    from sklearn_greedy._vgg import vgg11_state_dict
+
+    implicit = SequentialImplicitRegressor(n_states=4, n_blocks=2, random_state=0)
+    implicit.fit(np_.random.RandomState(0).rand(30, 3), np_.arange(30.0))
+    with pytest.raises(TypeError, match="parameter_count takes a GreedyLayerwiseCNNClassifier"):
+        parameter_count(implicit)
+    clf = _small(n_layers=1).fit(*_images())
+    for obj in (clf, implicit):
+        with pytest.raises(
+            TypeError, match="vgg11_state_dict takes the assembled network.*to_torch"
+        ):
+            vgg11_state_dict(obj)
+
+
+def test_a_y_that_disagrees_with_the_data_sets_labels_is_refused():
+    import torch
+    from torch.utils.data import TensorDataset
+
+    X, y = _images(n=32)
+    pairs = TensorDataset(torch.from_numpy(X), torch.from_numpy(y))
+    with pytest.raises(ValueError, match=r"y disagrees with the data set's own labels on 32 of 32"):
+        _small(n_layers=1).fit(pairs, 1 - y)
+    clf = _small(n_layers=1).fit(pairs, y)  # the same labels: accepted
+    assert list(clf.classes_) == [0, 1]
+    images_only = TensorDataset(torch.from_numpy(X))
+    assert _small(n_layers=1).fit(images_only, 1 - y).n_layers_fitted_ == 1
