@@ -20,6 +20,7 @@ from ._streaming import (
     ArraySource,
     DatasetSource,
     LoaderOptions,
+    check_map_style,
     dataset_labels,
     first_image_shape,
     is_dataset,
@@ -100,6 +101,7 @@ class CNNInputsMixin:
         if reset:
             self.channels_last_input_ = False
         if is_dataset(X):
+            check_map_style(X)
             found = first_image_shape(X)
             layout = getattr(self, "channels", "first")
             if layout == "last" or (layout == "auto" and looks_channels_last((0, *found))):

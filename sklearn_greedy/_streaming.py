@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 # ``normalize="auto"`` on a stream estimates the channel statistics from this many items
 # (drawn at random): a whole extra pass over ImageNet for four numbers is not worth it.
@@ -67,6 +67,32 @@ def is_dataset(X) -> bool:
 def _image_of(item):
     """The image of a data set item: the first element of a pair, else the item."""
     return item[0] if isinstance(item, (tuple, list)) else item
+
+
+def read_item(dataset, i: int):
+    """``dataset[i]``, with the user's IndexError inside ``__len__`` named as such."""
+    try:
+        return dataset[i]
+    except IndexError as exc:
+        raise ValueError(
+            f"Item {i} of the data set raised IndexError ({exc}) although its __len__ is "
+            f"{len(dataset)}: __len__ must count the items that can be read."
+        ) from exc
+
+
+def check_map_style(dataset) -> None:
+    """Refuse what a fit cannot index: an IterableDataset, or a data set without len()."""
+    if isinstance(dataset, IterableDataset):
+        raise TypeError(
+            f"X is an IterableDataset ({type(dataset).__name__}): the estimator needs a "
+            "map-style data set, with __len__ and __getitem__, to shuffle and to read "
+            "each layer's epochs. Write the items to an array or a memmap, or give the "
+            "data set __getitem__."
+        )
+    try:
+        len(dataset)
+    except TypeError as exc:
+        raise TypeError(f"X, a {type(dataset).__name__}, has no len(): {exc}.") from exc
 
 
 def as_image_tensor(image, index: int) -> torch.Tensor:
@@ -110,7 +136,12 @@ class _Images(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, i):
-        image = as_image_tensor(_image_of(self.dataset[i]), i)
+        image = as_image_tensor(_image_of(read_item(self.dataset, i)), i)
+        if image.is_floating_point() and not torch.isfinite(image).all():
+            raise ValueError(
+                f"Item {i} has an image with values that are not finite (NaN or inf); "
+                "the network cannot train on them. Clean or drop the item."
+            )
         if tuple(image.shape) != self.image_shape:
             raise ValueError(
                 f"Item {i} has an image of shape {tuple(image.shape)}, the others "
@@ -124,7 +155,7 @@ def first_image_shape(dataset) -> tuple[int, int, int]:
     """Shape of the first item's image, which every other item must share."""
     if len(dataset) == 0:
         raise ValueError("The data set is empty: it needs at least one item.")
-    return tuple(as_image_tensor(_image_of(dataset[0]), 0).shape)
+    return tuple(as_image_tensor(_image_of(read_item(dataset, 0)), 0).shape)
 
 
 def dataset_labels(dataset) -> np.ndarray:
@@ -141,7 +172,7 @@ def dataset_labels(dataset) -> np.ndarray:
         return labels
     labels = []
     for i in range(len(dataset)):
-        item = dataset[i]
+        item = read_item(dataset, i)
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
             raise ValueError(
                 "With y=None, a data set's items must be (image, label) pairs; item "
@@ -150,7 +181,15 @@ def dataset_labels(dataset) -> np.ndarray:
                 + ". Pass y, or a data set of pairs."
             )
         label = item[1]
-        labels.append(label.item() if isinstance(label, torch.Tensor) else label)
+        if label is None or np.ndim(label) != 0 and np.size(label) != 1:
+            raise ValueError(
+                f"Item {i}: its label must be one class label, got "
+                + ("None" if label is None else f"an array of shape {tuple(np.shape(label))}")
+                + ". Items must be (image, label) pairs with a scalar label."
+            )
+        if isinstance(label, (torch.Tensor, np.ndarray)):
+            label = label.item()
+        labels.append(label)
     return np.asarray(labels)
 
 
@@ -321,8 +360,9 @@ class DatasetSource(_Source):
             pin_memory=options.pin_memory and self.device.type == "cuda",
             prefetch_factor=options.prefetch_factor if options.num_workers else None,
         )
+        iterator = iter(loader)
         try:
-            for batch in loader:
+            for batch in iterator:
                 yield batch.to(self.device, non_blocking=True)
         except RuntimeError as exc:
             if "DataLoader worker" in str(exc):
@@ -330,6 +370,12 @@ class DatasetSource(_Source):
                     f"A data loading worker failed while reading the data set: {exc}"
                 ) from exc
             raise
+        finally:
+            # on an error (or an early stop) the workers go now, not when the traceback
+            # that holds the loader is garbage collected
+            shutdown = getattr(iterator, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
 
 # --------------------------------------------------------------------- caches

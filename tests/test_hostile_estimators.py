@@ -261,3 +261,83 @@ def test_a_y_that_disagrees_with_the_data_sets_labels_is_refused():
     assert list(clf.classes_) == [0, 1]
     images_only = TensorDataset(torch.from_numpy(X))
     assert _small(n_layers=1).fit(images_only, 1 - y).n_layers_fitted_ == 1
+
+
+class _Items:
+    """A map-style data set of whatever ``make(i)`` returns, of length ``n``."""
+
+    def __init__(self, make, n=40):
+        self.make, self.n = make, n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return self.make(i)
+
+
+def _item_cases():
+    import torch
+
+    X, y = _images(n=40)
+    image = lambda i: torch.from_numpy(X[i])  # noqa: E731
+    nan = X.copy()
+    nan[5, 0, 0, 0] = np.nan
+    return [
+        ("nan image", _Items(lambda i: (torch.from_numpy(nan[i]), int(y[i]))), None,
+         ValueError, r"Item 5 has an image with values that are not finite"),
+        ("inf image", _Items(lambda i: (torch.from_numpy(nan[i] * 0 + np.inf), int(y[i]))), None,
+         ValueError, r"Item 0 has an image with values that are not finite"),
+        ("vector label", _Items(lambda i: (image(i), np.array([1, 0]))), None,
+         ValueError, r"Item 0: its label must be one class label, got an array of shape \(2,\)"),
+        ("None label", _Items(lambda i: (image(i), None)), None,
+         ValueError, "Item 0: its label must be one class label, got None"),
+        ("__len__ too long", _Items(lambda i: (image(i), int(y[i])), n=50), None,
+         ValueError, r"Item 40 of the data set raised IndexError .* __len__ is 50"),
+        ("__len__ too long, y given", _Items(image, n=50), np.arange(50) % 2,
+         ValueError, r"Item 40 of the data set raised IndexError"),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name, data, y, error, match", _item_cases(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_bad_data_set_items_are_named(name, data, y, error, match):
+    clf = _small(n_layers=1)
+    with pytest.raises(error, match=match):
+        clf.fit(data, y)
+    _assert_untouched(clf)
+
+
+def test_an_iterable_data_set_is_refused_as_such():
+    import torch
+    from torch.utils.data import IterableDataset
+
+    class Stream(IterableDataset):
+        def __iter__(self):
+            return iter([(torch.zeros(1, 8, 8), 0)] * 4)
+
+    with pytest.raises(TypeError, match="IterableDataset .*map-style data set"):
+        _small().fit(Stream())
+
+
+@pytest.mark.timeout(120)
+def test_a_failing_item_shuts_the_loader_workers_down():
+    import multiprocessing
+
+    import torch
+
+    X, y = _images(n=64)
+
+    def make(i):
+        if i == 37:
+            raise OSError("disk read failed")
+        return torch.from_numpy(X[i]), int(y[i])
+
+    clf = _small(n_layers=1, num_workers=2, augment=False)
+    with pytest.raises(OSError, match="disk read failed") as caught:
+        clf.fit(_Items(make, n=64))
+    # the error's traceback (held here, as a notebook holds the last one) keeps the
+    # loader alive, yet its workers are gone
+    assert caught.traceback is not None
+    assert [p for p in multiprocessing.active_children() if "Loky" not in type(p).__name__] == []
