@@ -281,10 +281,16 @@ class ArraySource(_Source):
         rows = rows if isinstance(rows, torch.Tensor) else torch.from_numpy(np.asarray(rows))
         batch = torch.empty_like(rows)
         batch[torch.from_numpy(order)] = rows
-        if self.check_finite and batch.is_floating_point() and not torch.isfinite(batch).all():
-            raise ValueError(
-                "X has values that are not finite (NaN or inf) or beyond the float32 range."
+        if self.check_finite and batch.is_floating_point():
+            # the network computes in float32: a float64 value beyond its range is inf
+            big = batch.dtype == torch.float64 and bool(
+                (batch.abs() > torch.finfo(torch.float32).max).any()
             )
+            if big or not torch.isfinite(batch).all():
+                raise ValueError(
+                    "X has values that are not finite (NaN or inf) or beyond the float32 "
+                    "range (|x| > 3.4e38) that the network computes in; clean or rescale it."
+                )
         return batch.pin_memory() if self._pin else batch
 
     def _to_device(self, batch: torch.Tensor) -> torch.Tensor:

@@ -424,3 +424,41 @@ def test_damaged_cifar_archive_is_refused_naming_it(tmp_path, damage):
         archive.write_bytes(b"hello, I am not an archive" * 100)
     with pytest.raises(ValueError, match=r"cifar\.tar\.gz.*not a readable tar archive"):
         load_cifar10(archive, "test")
+
+
+def test_16_bit_grey_images_are_scaled_not_clipped(tmp_path):
+    from sklearn_greedy.datasets import ImageFolderDataset, load_image_folder
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    values = np.array([[30000, 1000], [65535, 0]], dtype=np.uint16)
+    Image.fromarray(values).save(tmp_path / "a" / "x.png")
+    Image.fromarray(values // 2).save(tmp_path / "b" / "y.png")
+    X, _ = load_image_folder(tmp_path, size=(2, 2), grayscale=True)
+    # 30000 and 1000 of 65535 stay apart (PIL's conversion would make both 255)
+    assert X[0, 0].tolist() == [[117, 4], [255, 0]]
+    assert X[1, 0].tolist() == [[58, 2], [127, 0]]
+    image, _ = ImageFolderDataset(tmp_path)[0]
+    assert image[:, 0, 0].tolist() == [117, 117, 117]
+
+
+def test_32_bit_float_images_are_refused_naming_the_file(tmp_path):
+    from sklearn_greedy.datasets import ImageFolderDataset
+
+    (tmp_path / "a").mkdir()
+    Image.fromarray(np.full((4, 4), 0.5, dtype=np.float32)).save(tmp_path / "a" / "f.tif")
+    with pytest.raises(ValueError, match=r"f\.tif.*'F' image .*convert it to 8 or 16 bits"):
+        ImageFolderDataset(tmp_path)[0]
+
+
+def test_a_float64_memmap_beyond_float32_is_named(tmp_path):
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
+    X = np.memmap(tmp_path / "x.dat", dtype=np.float64, mode="w+", shape=(40, 1, 8, 8))
+    X[:] = np.random.RandomState(0).rand(*X.shape)
+    X[3, 0, 0, 0] = 1e300  # finite in float64, inf in the network's float32
+    X.flush()
+    clf = GreedyLayerwiseCNNClassifier(n_layers=1, width=4, max_epochs=1)
+    with pytest.raises(ValueError, match="beyond the float32 range"):
+        clf.fit(X, np.arange(40) % 2)
+    assert not hasattr(clf, "model_")

@@ -26,8 +26,9 @@ def decode_image(source, *, mode: str, size: tuple[int, int] | None = None) -> n
 
     Returns an array of shape (height, width, 3) for ``mode="RGB"``, (height, width) for
     ``mode="L"``, resized to ``size`` (height, width) with bilinear interpolation when
-    given. Raises :class:`UnreadableImage` for anything PIL cannot decode, including an
-    image larger than ``PIL.Image.MAX_IMAGE_PIXELS``, which is refused before decoding.
+    given. 16-bit grey images are scaled to 8 bits (65535 becomes 255), not clipped.
+    Raises :class:`UnreadableImage` for anything PIL cannot decode, including an image
+    larger than ``PIL.Image.MAX_IMAGE_PIXELS``, which is refused before decoding.
     """
     from PIL import Image
 
@@ -38,6 +39,7 @@ def decode_image(source, *, mode: str, size: tuple[int, int] | None = None) -> n
             # folders it did not write should refuse both
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as image:
+                image = _eight_bit(image)
                 image = image.convert(mode)
                 if size is not None:
                     image = image.resize((size[1], size[0]), Image.Resampling.BILINEAR)
@@ -46,6 +48,22 @@ def decode_image(source, *, mode: str, size: tuple[int, int] | None = None) -> n
         raise UnreadableImage(f"decompression bomb: {exc}") from exc
     except _DECODE_ERRORS as exc:
         raise UnreadableImage(str(exc) or type(exc).__name__) from exc
+
+
+def _eight_bit(image):
+    """16-bit grey images (PNG, TIFF) scaled to 8 bits: PIL's own conversion clips them at
+    255, so that every value above 255 would become white."""
+    from PIL import Image
+
+    if image.mode not in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return image
+    wide = np.asarray(image).astype(np.float64)
+    if image.mode == "F" or wide.min() < 0 or wide.max() > 65535:
+        raise UnreadableImage(
+            f"a {image.mode!r} image (32-bit or floating point values) has no 8-bit reading; "
+            "convert it to 8 or 16 bits"
+        )
+    return Image.fromarray(np.round(wide * (255 / 65535)).astype(np.uint8), mode="L")
 
 
 def warn_skipped(skipped: list[tuple[str, str]], *, stacklevel: int = 3) -> None:
