@@ -159,7 +159,17 @@ def fit_on_devices(
     backend = "nccl" if devices[0].startswith("cuda") else "gloo"
     with tempfile.TemporaryDirectory(prefix="sklearn-greedy-ddp-") as workdir:
         with open(os.path.join(workdir, "payload.pkl"), "wb") as fh:
-            pickle.dump((work, X, y, fit_params), fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(list(fit_params), fh)  # the names, then each value in turn
+            for name, value in (("the estimator", work), ("X", X), ("y", y), *fit_params.items()):
+                try:  # one at a time, so that the error names what cannot travel
+                    pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                    raise TypeError(
+                        f"{name} ({type(value).__name__}) cannot be pickled, and a fit on "
+                        f"several devices sends it to each device's process: {exc}. Define "
+                        "the data set's class and its transforms at module level (no "
+                        "lambdas or local functions), or fit on one device."
+                    ) from exc
         run_workers(_fit_worker, (workdir, devices, backend), devices, workdir, timeout)
         result = os.path.join(workdir, "result.pkl")
         if not os.path.exists(result):
@@ -194,7 +204,9 @@ def _fit_worker(rank: int, workdir: str, devices: list[str], backend: str) -> No
             # the ranks share the machine's cores
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // len(devices)))
         with open(os.path.join(workdir, "payload.pkl"), "rb") as fh:
-            estimator, X, y, fit_params = pickle.load(fh)
+            names = pickle.load(fh)
+            estimator, X, y = (pickle.load(fh) for _ in range(3))
+            fit_params = {name: pickle.load(fh) for name in names}
         estimator.set_params(device=device)
         dist.init_process_group(
             backend,

@@ -341,3 +341,15 @@ def test_a_failing_item_shuts_the_loader_workers_down():
     # loader alive, yet its workers are gone
     assert caught.traceback is not None
     assert [p for p in multiprocessing.active_children() if "Loky" not in type(p).__name__] == []
+
+
+@pytest.mark.timeout(120)
+def test_an_unpicklable_data_set_sent_to_several_devices_is_named():
+    import torch
+
+    X, y = _images(n=32)
+    unpicklable = _Items(lambda i: (torch.from_numpy(X[i]), int(y[i])), n=32)  # a lambda
+    clf = _small(n_layers=1, device=["cpu", "cpu"])
+    with pytest.raises(TypeError, match=r"X \(_Items\) cannot be pickled.*several devices"):
+        clf.fit(unpicklable)
+    _assert_untouched(clf)
