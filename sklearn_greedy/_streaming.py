@@ -17,6 +17,7 @@ small and known before training (``targets`` of the data set, or one pass over i
 
 from __future__ import annotations
 
+import errno
 import numbers
 import os
 import shutil
@@ -429,9 +430,29 @@ def _host_buffer(where: str, shape, device):
         buffer = torch.empty(shape, dtype=torch.float16)
         return buffer.pin_memory() if device.type == "cuda" else buffer
     directory = tempfile.mkdtemp(prefix="sklearn_greedy_cache_")
-    buffer = np.lib.format.open_memmap(
-        os.path.join(directory, "features.npy"), mode="w+", dtype=np.float16, shape=shape
-    )
+    path = os.path.join(directory, "features.npy")
+    needed = 2 * int(np.prod(shape))
+    try:
+        free = shutil.disk_usage(directory).free
+        if needed > free:
+            raise OSError(errno.ENOSPC, "not enough free space")
+        buffer = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
+        # reserve the blocks now: a sparse file on a disk that fills up would kill the
+        # process with SIGBUS when a page is written, where this raises ENOSPC
+        with open(path, "r+b") as fh:
+            os.posix_fallocate(fh.fileno(), 0, os.path.getsize(path))
+    except OSError as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        if exc.errno != errno.ENOSPC:
+            raise
+        where = tempfile.gettempdir()
+        free = shutil.disk_usage(where).free
+        raise OSError(
+            errno.ENOSPC,
+            f"prefix_cache='disk' needs {needed / 2**30:.2f} GiB for the kept features in "
+            f"{where!r}, which has {free / 2**30:.2f} GiB free: free some space, point "
+            "TMPDIR at a larger disk, or use prefix_cache='host' or None",
+        ) from exc
     # the file lives as long as the array: removed when the cache is dropped
     weakref.finalize(buffer, shutil.rmtree, directory, ignore_errors=True)
     return buffer

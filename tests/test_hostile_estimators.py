@@ -353,3 +353,21 @@ def test_an_unpicklable_data_set_sent_to_several_devices_is_named():
     with pytest.raises(TypeError, match=r"X \(_Items\) cannot be pickled.*several devices"):
         clf.fit(unpicklable)
     _assert_untouched(clf)
+
+
+def test_a_full_disk_for_the_kept_features_is_an_oserror_that_says_so(tmp_path, monkeypatch):
+    import collections
+    import errno
+    import shutil
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 1000, 1000))
+    X, y = _images()
+    clf = _small(prefix_cache="disk", augment=False)
+    with pytest.raises(OSError, match=r"prefix_cache='disk' needs .* GiB free.*TMPDIR") as caught:
+        clf.fit(X, y)
+    assert caught.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []  # no cache file left behind
+    _assert_untouched(clf)
