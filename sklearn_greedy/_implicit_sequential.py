@@ -147,6 +147,23 @@ class SequentialBase(ImplicitBase):
             )
         check_layer(self.transform_blocks, self.n_blocks, name="transform_blocks")
 
+    def _check_memory(self, n_samples: int, n_features: int) -> None:
+        """Refuse before training a model whose matrices cannot fit in this machine's
+        memory: the exported ``A_`` (``n_states`` squared, float64) and the training
+        states (samples x states, float64)."""
+        needed = 8 * (self.n_states**2 + n_samples * (self.n_states + n_features))
+        try:
+            total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        except (ValueError, OSError, AttributeError):  # not a POSIX system: unchecked
+            return
+        if needed > total:
+            raise ValueError(
+                f"n_states={self.n_states} on {n_samples} samples needs about "
+                f"{needed / 2**30:.1f} GiB (A_ alone is {self.n_states}x{self.n_states} "
+                f"float64), more than this machine's {total / 2**30:.1f} GiB of memory; "
+                "lower n_states."
+            )
+
     def _kept_blocks(self, previous, sizes, n_features, info):
         """The previous fit to continue (warm start), or None to start afresh."""
         if not (self.warm_start and "_blocks" in previous):
@@ -179,6 +196,7 @@ class SequentialBase(ImplicitBase):
         X_raw, Y_raw, weights, info = self._validate_fit_data(X, y, sample_weight)
         check_min_samples(X_raw, 2)
         self._check_fit_params()
+        self._check_memory(*X_raw.shape)
         sizes = block_sizes(self.n_states, self.n_blocks)
         device = resolve_device(self.device)
         kept = self._kept_blocks(previous, sizes, X_raw.shape[1], info)

@@ -371,3 +371,17 @@ def test_a_full_disk_for_the_kept_features_is_an_oserror_that_says_so(tmp_path, 
     assert caught.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []  # no cache file left behind
     _assert_untouched(clf)
+
+
+def test_an_implicit_model_too_large_for_memory_is_refused_before_training(monkeypatch):
+    from sklearn_greedy import SequentialImplicitRegressor
+
+    calls = []
+    monkeypatch.setattr(
+        "sklearn_greedy._implicit_sequential.SequentialBase._grow", lambda *a: calls.append(a)
+    )
+    X = np.random.RandomState(0).rand(50, 3)
+    model = SequentialImplicitRegressor(n_states=3_000_000, n_blocks=2)
+    with pytest.raises(ValueError, match=r"n_states=3000000 .* GiB .*more than this machine"):
+        model.fit(X, X.sum(1))
+    assert calls == [] and not hasattr(model, "A_")
