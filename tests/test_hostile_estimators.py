@@ -385,3 +385,260 @@ def test_an_implicit_model_too_large_for_memory_is_refused_before_training(monke
     with pytest.raises(ValueError, match=r"n_states=3000000 .* GiB .*more than this machine"):
         model.fit(X, X.sum(1))
     assert calls == [] and not hasattr(model, "A_")
+
+
+# ------------------------------------------------------------------ newer surfaces, pinned
+
+
+def _surface_cases():
+    """(name, call(tmp_path), error, words): what a hostile trial of the surfaces added
+    for scale found clear; pinned so that it stays so."""
+    import torch
+    from torch.utils.data import Dataset, TensorDataset
+
+    from sklearn_greedy import SequentialImplicitClassifier, SequentialImplicitRegressor
+
+    X, y = _images(n=40)
+    rng = np.random.RandomState(0)
+    T = rng.rand(40, 4)
+
+    def one(**params):
+        return _small(n_layers=1, max_epochs=1, **params)
+
+    def implicit(**params):
+        return SequentialImplicitRegressor(n_states=4, n_blocks=2, **params)
+
+    class Mixed(Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return torch.zeros(1, 8, 8 if i < 5 else 9), i % 2
+
+    class Empty(Dataset):
+        def __len__(self):
+            return 0
+
+        def __getitem__(self, i):
+            raise IndexError(i)
+
+    def memmap(tmp, dtype, shape):
+        return np.memmap(tmp / f"{np.dtype(dtype).name}.dat", dtype=dtype, mode="w+", shape=shape)
+
+    ok = lambda: one().fit(X, y)  # noqa: E731
+    return [
+        (
+            "checkpoint_dir int",
+            lambda t: one(checkpoint_dir=3).fit(X, y),
+            ValueError,
+            "'checkpoint_dir' parameter",
+        ),
+        (
+            "prune_rounds 0",
+            lambda t: one(prune_rounds=0).fit(X, y),
+            ValueError,
+            "'prune_rounds' parameter",
+        ),
+        (
+            "channels NHWC",
+            lambda t: one(channels="NHWC").fit(X, y),
+            ValueError,
+            "'channels' parameter",
+        ),
+        (
+            "decoupled_delay -1",
+            lambda t: one(decoupled_delay=-1).fit(X, y),
+            ValueError,
+            "'decoupled_delay'",
+        ),
+        (
+            "prefix_cache ssd",
+            lambda t: one(prefix_cache="ssd").fit(X, y),
+            ValueError,
+            "'prefix_cache'",
+        ),
+        ("num_workers -1", lambda t: one(num_workers=-1).fit(X, y), ValueError, "'num_workers'"),
+        (
+            "prefetch_factor 0",
+            lambda t: one(prefetch_factor=0).fit(X, y),
+            ValueError,
+            "'prefetch_factor'",
+        ),
+        (
+            "channels_last yes",
+            lambda t: one(channels_last="yes").fit(X, y),
+            ValueError,
+            "'channels_last'",
+        ),
+        ("max_width 0", lambda t: one(max_width=0).fit(X, y), ValueError, "'max_width'"),
+        (
+            "final_aux resnet",
+            lambda t: one(final_aux="resnet").fit(X, y),
+            ValueError,
+            "'final_aux'",
+        ),
+        (
+            "aux_downsample median",
+            lambda t: one(aux_downsample="median").fit(X, y),
+            ValueError,
+            "'aux_downsample'",
+        ),
+        (
+            "memmap 5-D",
+            lambda t: one().fit(memmap(t, np.float32, (40, 1, 1, 8, 8)), y),
+            ValueError,
+            "got 5-D",
+        ),
+        (
+            "memmap complex",
+            lambda t: one().fit(memmap(t, np.complex64, (40, 64)), y),
+            TypeError,
+            "dtype complex64",
+        ),
+        (
+            "data set of mixed shapes",
+            lambda t: one().fit(Mixed()),
+            ValueError,
+            r"Item 5 .*\(1, 8, 9\).*same shape",
+        ),
+        ("empty data set", lambda t: one().fit(Empty()), ValueError, "data set is empty"),
+        (
+            "data set, short y",
+            lambda t: one().fit(TensorDataset(torch.from_numpy(X)), y[:30]),
+            ValueError,
+            "40 samples but y has 30",
+        ),
+        (
+            "partial_fit, new classes",
+            lambda t: _small().partial_fit(X, y).partial_fit(X, y + 5),
+            ValueError,
+            r"absent from classes_: \[5, 6\]",
+        ),
+        (
+            "decoupled with pruning",
+            lambda t: _small(training="decoupled", prune_to=2).fit(X, y),
+            ValueError,
+            "prune_to needs training='sequential'",
+        ),
+        (
+            "decoupled on devices",
+            lambda t: one(training="decoupled", device=["cpu", "cpu"]).fit(X, y),
+            ValueError,
+            "trains on one device",
+        ),
+        (
+            "X_val of other images",
+            lambda t: one().fit(X, y, X_val=np.zeros((5, 1, 9, 9)), y_val=np.zeros(5)),
+            ValueError,
+            "X_val does not match X",
+        ),
+        ("X_val without y_val", lambda t: one().fit(X, y, X_val=X), ValueError, "given together"),
+        (
+            "y_val of an unseen class",
+            lambda t: one().fit(X, y, X_val=X[:5], y_val=np.full(5, 7)),
+            ValueError,
+            r"y_val has labels absent from y: \[7\]",
+        ),
+        (
+            "2-D sample_weight",
+            lambda t: one().fit(X, y, sample_weight=np.ones((40, 2))),
+            ValueError,
+            "1D array",
+        ),
+        (
+            "class_weight of an unknown class",
+            lambda t: one(class_weight={5: 2.0}).fit(X, y),
+            ValueError,
+            r"classes \[5\] absent from y",
+        ),
+        (
+            "image_shape not the width",
+            lambda t: one(image_shape=(1, 8, 9)).fit(X.reshape(40, -1), y),
+            ValueError,
+            r"image_shape=\(1, 8, 9\)",
+        ),
+        (
+            "transform_layer beyond",
+            lambda t: ok().set_params(transform_layer=5).transform(X),
+            ValueError,
+            "transform_layer=5 is out of range",
+        ),
+        (
+            "layer_outputs beyond",
+            lambda t: ok().layer_outputs(X, layers=[3]),
+            ValueError,
+            "out of range",
+        ),
+        (
+            "layer_outputs pool 0",
+            lambda t: ok().layer_outputs(X, pool=0),
+            ValueError,
+            "pool=0 is invalid",
+        ),
+        (
+            "refit_final_head unfitted",
+            lambda t: one().refit_final_head(X, y, final_aux_width=4),
+            ValueError,
+            "not fitted",
+        ),
+        (
+            "channels-last predict on a channels-first model",
+            lambda t: ok().predict(np.zeros((3, 8, 8, 3))),
+            ValueError,
+            "expecting 64 features",
+        ),
+        (
+            "implicit, negative weights",
+            lambda t: implicit().fit(T, T.sum(1), sample_weight=-np.ones(40)),
+            ValueError,
+            "Negative values",
+        ),
+        (
+            "implicit, NaN weights",
+            lambda t: implicit().fit(T, T.sum(1), sample_weight=np.full(40, np.nan)),
+            ValueError,
+            "NaN",
+        ),
+        (
+            "implicit, short weights",
+            lambda t: implicit().fit(T, T.sum(1), sample_weight=np.ones(39)),
+            ValueError,
+            r"\(39,\), expected \(40,\)",
+        ),
+        (
+            "implicit, all-zero weights",
+            lambda t: implicit().fit(T, T.sum(1), sample_weight=np.zeros(40)),
+            ValueError,
+            "non-zero",
+        ),
+        (
+            "implicit, checkpoint_dir int",
+            lambda t: implicit(checkpoint_dir=5).fit(T, T.sum(1)),
+            ValueError,
+            "'checkpoint_dir' parameter",
+        ),
+        (
+            "implicit, transform_blocks beyond",
+            lambda t: implicit(transform_blocks=5).fit(T, T.sum(1)),
+            ValueError,
+            "transform_blocks=5 is out of range",
+        ),
+        (
+            "implicit classifier, one class",
+            lambda t: SequentialImplicitClassifier(n_states=4, n_blocks=2).fit(T, np.zeros(40)),
+            ValueError,
+            "only one class",
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    "name, call, error, words", _surface_cases(), ids=[c[0] for c in _surface_cases()]
+)
+def test_newer_surfaces_refuse_hostile_input_naming_the_problem(name, call, error, words, tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(error, match=words):
+            call(tmp_path)
