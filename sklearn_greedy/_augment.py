@@ -1,8 +1,11 @@
 """Batch augmentation of the greedy CNN: random crop with zero padding and horizontal
-flip, done on whole batches on their device (no per-sample Python, no host round trip).
+flip (CIFAR-10), or random resized crops and flips (ImageNet), done on whole batches on
+their device (no per-sample Python, no host round trip).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -13,7 +16,8 @@ def make_augment(augment, image_shape):
     """The batch augmentation that the ``augment`` parameter asks for on these images,
     as ``fn(batch, generator)``, or None.
 
-    The crop pads by an eighth of the image side (4 pixels at 32x32, as in the paper).
+    The crop pads by an eighth of the image side (4 pixels at 32x32, as in the paper);
+    ``"resized-crop"`` is the ImageNet recipe (:func:`augment_resized_crop`) with flips.
     """
     c, h, w = image_shape
     crop, flip = {
@@ -25,7 +29,14 @@ def make_augment(augment, image_shape):
         # digits it cost accuracy (benchmarks/RESULTS.md); mirror images suit only
         # natural colour ones
         "auto": (min(h, w) >= 16, c == 3 and min(h, w) >= 16),
+        "resized-crop": (None, True),
     }[augment]
+    if crop is None:
+
+        def resized_crop_batch(batch, generator):
+            return augment_resized_crop(batch, generator, flip=flip)
+
+        return resized_crop_batch
     if not (crop or flip):
         return None
     padding = max(1, min(h, w) // 8) if crop else 0
@@ -146,3 +157,78 @@ class TrainTimeAugment(nn.Module):
         if not self.training:
             return x
         return augment_crop_flip(x, None, padding=self.padding, flip=self.flip)
+
+
+def augment_resized_crop(
+    x: torch.Tensor,
+    generator: torch.Generator | None,
+    *,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    flip: bool = True,
+) -> torch.Tensor:
+    """Random resized crops and horizontal flips of a whole batch (the ImageNet recipe).
+
+    Each image gets a box of a random share ``scale`` of its area and a random aspect
+    ratio in ``ratio`` (log-uniform), at a random place, resized back to the image's own
+    size by bilinear interpolation, as torchvision's ``RandomResizedCrop`` does; a box
+    larger than the image is shrunk to fit in it (torchvision redraws it up to ten times
+    before falling back to a centre crop). All in batch tensor operations on the
+    batch's device. Give the network images already resized (for ImageNet, 224x224);
+    at test time, resize to 256 and crop the centre 224x224
+    (``ImageFolderDataset(size=256, center_crop=224)``).
+
+    Parameters
+    ----------
+    x : torch.Tensor of shape (n, C, H, W)
+        A batch of images (uint8 batches come back as float32).
+    generator : torch.Generator or None
+        Source of randomness, on the batch's device; None for torch's global generator.
+    scale : tuple of float, default=(0.08, 1.0)
+        Range of the box's share of the image's area.
+    ratio : tuple of float, default=(3/4, 4/3)
+        Range of the box's width / height.
+    flip : bool, default=True
+        Whether to mirror each image left-right with probability 1/2.
+
+    Returns
+    -------
+    torch.Tensor of shape (n, C, H, W)
+        The augmented batch, float32.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_greedy.nn import augment_resized_crop
+    >>> x = torch.rand(4, 3, 16, 16)
+    >>> augment_resized_crop(x, torch.Generator().manual_seed(0)).shape
+    torch.Size([4, 3, 16, 16])
+    >>> whole = augment_resized_crop(x, None, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=False)
+    >>> torch.allclose(whole, x, atol=1e-5)
+    True
+    """
+    n, _, h, w = x.shape
+    device = x.device
+
+    def uniform(low, high):
+        return low + (high - low) * torch.rand(n, device=device, generator=generator)
+
+    area = uniform(*scale) * (h * w)
+    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
+    box_w = torch.sqrt(area * aspect).clamp(max=w)
+    box_h = torch.sqrt(area / aspect).clamp(max=h)
+    left = uniform(0.0, 1.0) * (w - box_w)
+    top = uniform(0.0, 1.0) * (h - box_h)
+    # the affine map from the output's [-1, 1] grid to the box in the input's coordinates
+    theta = torch.zeros(n, 2, 3, device=device)
+    theta[:, 0, 0] = box_w / w
+    theta[:, 0, 2] = (2 * left + box_w) / w - 1
+    theta[:, 1, 1] = box_h / h
+    theta[:, 1, 2] = (2 * top + box_h) / h - 1
+    if flip:
+        mirror = torch.rand(n, device=device, generator=generator) < 0.5
+        theta[:, 0, 0] = torch.where(mirror, -theta[:, 0, 0], theta[:, 0, 0])
+    grid = F.affine_grid(theta, [n, x.shape[1], h, w], align_corners=False)
+    return F.grid_sample(
+        x.float(), grid, mode="bilinear", padding_mode="border", align_corners=False
+    )

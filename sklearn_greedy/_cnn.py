@@ -160,12 +160,14 @@ class GreedyLayerwiseCNNClassifier(
         reference code, the optimizer (and its momentum) restarts at each decay.
     lr_step : int or None, default=5
         Epochs between learning-rate decays; None keeps ``lr`` constant.
-    augment : bool, "crop", "flip" or "auto", default="auto"
+    augment : bool, "crop", "flip", "resized-crop" or "auto", default="auto"
         Random crop (zero padding by an eighth of the image side: 4 pixels at 32x32, as in
-        the paper) and horizontal flip of the training batches. "auto" crops images of at
-        least 16x16 pixels and flips colour ones (natural images; digits and characters
-        are not mirror invariant). Without augmentation each layer's input is computed
-        once and cached.
+        the paper's CIFAR-10 runs) and horizontal flip of the training batches. "auto"
+        crops images of at least 16x16 pixels and flips colour ones (natural images;
+        digits and characters are not mirror invariant). "resized-crop" is the ImageNet
+        recipe: random boxes of 8-100 % of the area and aspect 3/4-4/3, resized back to
+        the image size, and flips (:func:`~sklearn_greedy.nn.augment_resized_crop`).
+        Without augmentation each layer's input is computed once and cached.
     normalize : "data" or (mean, std), default="data"
         Input standardisation: per-channel mean and std of the training images, or fixed
         per-channel values in the units of X (the paper's CIFAR constants in
@@ -357,7 +359,7 @@ class GreedyLayerwiseCNNClassifier(
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "lr_decay": [Interval(Real, 0, 1, closed="right")],
         "lr_step": [Interval(Integral, 1, None, closed="left"), None],
-        "augment": ["boolean", StrOptions({"auto", "crop", "flip"})],
+        "augment": ["boolean", StrOptions({"auto", "crop", "flip", "resized-crop"})],
         "normalize": [StrOptions({"data"}), tuple, list],
         "ensemble": ["boolean"],
         "keep_best": ["boolean"],

@@ -98,8 +98,10 @@ def imagenet_params(k: int = 1) -> dict:
     j=2, 4, 6 (to 1024), auxiliary width M~=256, final auxiliary width M~_f=2048,
     BatchNorm (Table 4). History records top-5 accuracy, the paper's ImageNet metric.
 
-    The paper's crops are 224x224 crops of images rescaled to 256 pixels; the estimator's
-    ``augment`` pads by an eighth of the side and crops back, on images of one size.
+    Training batches get the reference ImageNet augmentation, random resized crops
+    (8-100 % of the area, aspect 3/4-4/3) and flips (``augment="resized-crop"``); test
+    images are resized to 256 and centre-cropped to 224, as the paper's Sec. 4.1 says:
+    ``ImageFolderDataset(root, split="val", size=256, center_crop=224)``.
 
     Parameters
     ----------
@@ -128,6 +130,7 @@ def imagenet_params(k: int = 1) -> dict:
         input_downsample=True,
         normalize=(IMAGENET_MEAN, IMAGENET_STD),
         image_shape=(3, 224, 224),
+        augment="resized-crop",
     )
     if k == 1:
         return dict(common, width=256, downsample_at=(2, 3, 4, 6), batch_norm=False)

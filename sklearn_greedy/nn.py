@@ -14,7 +14,7 @@ Examples
 torch.Size([2, 10])
 """
 
-from ._augment import TrainTimeAugment, augment_crop_flip
+from ._augment import TrainTimeAugment, augment_crop_flip, augment_resized_crop
 from ._cnn_modules import (
     DOWNSAMPLE_KINDS,
     AuxiliaryClassifier,
@@ -40,6 +40,7 @@ __all__ = [
     "TrainTimeAugment",
     "VGGClassifier",
     "augment_crop_flip",
+    "augment_resized_crop",
     "layer_plan",
     "reset_parameters",
     "vgg11_state_dict",

@@ -75,3 +75,38 @@ def test_augment_crop_takes_windows_of_the_padded_image():
     seen = {tuple(o[0].flatten().tolist()) for o in out}
     assert seen <= windows
     assert len(seen) > 1
+
+
+def test_resized_crop_resamples_a_box_of_the_asked_share_back_to_full_size():
+    from sklearn_greedy.nn import augment_resized_crop
+
+    # a horizontal ramp: a box half as wide, stretched to the full width, has half the slope
+    ramp = torch.arange(16.0).repeat(4, 1, 16, 1)  # (4, 1, 16, 16), x[..., j] = j
+    g = torch.Generator().manual_seed(0)
+    out = augment_resized_crop(ramp, g, scale=(0.25, 0.25), ratio=(1.0, 1.0), flip=False)
+    steps = out[..., 1:-1].diff(dim=-1)
+    torch.testing.assert_close(steps, torch.full_like(steps, 0.5), rtol=0, atol=1e-4)
+    # each image's box starts elsewhere (random places), inside the image
+    starts = out[:, 0, 0, 0]
+    assert len(set(starts.tolist())) == 4 and (starts >= 0).all() and (out <= 15).all()
+    # flips mirror the ramp of some images only
+    ramps = ramp.repeat(4, 1, 1, 1)  # 16 images
+    flipped = augment_resized_crop(ramps, g, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+    down = [bool(flipped[i, 0, 0, 0] > flipped[i, 0, 0, -1]) for i in range(16)]
+    assert 0 < sum(down) < 16  # some mirrored, some not (seeded)
+    for i in range(16):
+        expected = ramps[i].flip(-1) if down[i] else ramps[i]
+        torch.testing.assert_close(flipped[i], expected, rtol=0, atol=1e-4)
+
+
+def test_imagenet_recipe_trains_on_resized_crops():
+    import numpy as np
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier, imagenet_params
+    from sklearn_greedy._augment import make_augment
+
+    assert imagenet_params(1)["augment"] == imagenet_params(3)["augment"] == "resized-crop"
+    assert make_augment("resized-crop", (3, 16, 16)) is not None
+    X = np.random.RandomState(0).randint(0, 255, (32, 3, 16, 16)).astype(np.uint8)
+    clf = GreedyLayerwiseCNNClassifier(n_layers=1, width=4, max_epochs=1, augment="resized-crop")
+    assert clf.fit(X, np.arange(32) % 2).n_layers_fitted_ == 1

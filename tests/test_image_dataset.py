@@ -430,3 +430,21 @@ def test_cross_validation_and_grid_search_on_a_lazy_dataset(tmp_path):
         search = GridSearchCV(_NearestCentroid(), {"scale": [0.5, 2.0]}, cv=3).fit(X, y)
     assert search.best_score_ == 1.0 and len(search.cv_results_["params"]) == 2
     assert search.predict(X[[0, 11]]).tolist() == [0, 1]  # bright is class 0 (sorted)
+
+
+def test_center_crop_keeps_the_middle_of_the_resized_image(tmp_path):
+    from PIL import Image
+
+    from sklearn_greedy.datasets import ImageFolderDataset
+
+    (tmp_path / "a").mkdir()
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 3
+    Image.fromarray(pixels).save(tmp_path / "a" / "x.png")
+    dataset = ImageFolderDataset(tmp_path, size=(8, 8), center_crop=4, grayscale=True)
+    image, _ = dataset[0]
+    assert dataset.image_shape == (1, 4, 4)
+    np.testing.assert_array_equal(image[0].numpy(), pixels[2:6, 2:6])
+    with pytest.raises(ValueError, match="center_crop=10 needs a size it fits in"):
+        ImageFolderDataset(tmp_path, size=(8, 8), center_crop=10)
+    with pytest.raises(ValueError, match="center_crop=4 needs a size"):
+        ImageFolderDataset(tmp_path, center_crop=4)

@@ -79,6 +79,11 @@ class ImageFolderDataset(Dataset):
         Applied to each image, a uint8 tensor of shape (channels, height, width), as the
         ``transform`` of torchvision's datasets; it must be picklable for a
         :class:`~torch.utils.data.DataLoader` with worker processes.
+    center_crop : int, tuple of int (height, width) or None, default=None
+        After the resize to ``size`` (which it needs), keep the central box of this size:
+        ImageNet's test images are resized to 256 and cropped to 224
+        (``size=256, center_crop=224``), the counterpart of training on random resized
+        crops (``augment="resized-crop"``, which :func:`imagenet_params` sets).
 
     Attributes
     ----------
@@ -144,6 +149,7 @@ class ImageFolderDataset(Dataset):
         classes: Sequence[str] | None = None,
         extensions: tuple[str, ...] = IMAGE_EXTENSIONS,
         transform: Callable | None = None,
+        center_crop: int | tuple[int, int] | None = None,
     ):
         self.root = root
         self.split = split
@@ -157,9 +163,19 @@ class ImageFolderDataset(Dataset):
             raise TypeError(f"grayscale must be a bool, got {grayscale!r}.")
         if transform is not None and not callable(transform):
             raise TypeError(f"transform must be callable or None, got {type(transform).__name__}.")
+        self.center_crop = center_crop
         self._size = None if size is None else _check_size(size)
+        self._crop = None if center_crop is None else _check_size(center_crop)
+        if self._crop is not None and (
+            self._size is None or any(c > s for c, s in zip(self._crop, self._size))
+        ):
+            raise ValueError(
+                f"center_crop={center_crop!r} needs a size it fits in (the images are resized "
+                f"first), got size={size!r}."
+            )
         channels = 1 if grayscale else 3
-        self.image_shape = None if self._size is None else (channels, *self._size)
+        shape = self._crop if self._crop is not None else self._size
+        self.image_shape = None if shape is None else (channels, *shape)
         suffixes = _check_extensions(extensions)
         order = _check_class_names(classes)
         folder = _split_folder(os.fspath(root), split)
@@ -197,6 +213,10 @@ class ImageFolderDataset(Dataset):
         # the same channels-first layout as load_image_folder; a copy, because the array
         # PIL exposes may be read-only and torch refuses to share read-only memory
         array = array[None] if self.grayscale else array.transpose(2, 0, 1)
+        if self._crop is not None:
+            (h, w), (ch, cw) = self._size, self._crop
+            top, left = (h - ch) // 2, (w - cw) // 2
+            array = array[:, top : top + ch, left : left + cw]
         image = torch.from_numpy(np.array(array, copy=True, order="C"))
         if self.transform is not None:
             image = self.transform(image)
