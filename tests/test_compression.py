@@ -218,3 +218,36 @@ def test_iterative_pruning_ranks_again_in_rounds_and_keeps_trained_filters(data)
     torch.testing.assert_close(
         same.model_.heads[0].linear.weight, one_shot.model_.heads[0].linear.weight
     )
+
+
+def test_taylor_scores_weigh_samples_as_the_training_loss_does(data):
+    """Integer weights count as repeated samples (up to the mean's denominator)."""
+    X, y = data
+    X, y = torch.from_numpy(X[:24]), torch.from_numpy(y[:24]).long()
+    torch.manual_seed(0)
+    layer, head = (
+        GreedyLayer(1, 6, None, False).eval(),
+        AuxiliaryClassifier(6, 3, k=1, width=6, batch_norm=False).eval(),
+    )
+    w = torch.tensor([1, 2, 3, 1, 1, 4] * 4)
+    weighted = taylor_scores(layer, head, torch.nn.Identity(), X, y, batch_size=7,
+                             sample_weight=w.float())  # fmt: skip
+    repeated = taylor_scores(layer, head, torch.nn.Identity(), X.repeat_interleave(w, 0),
+                             y.repeat_interleave(w, 0), batch_size=7)  # fmt: skip
+    torch.testing.assert_close(weighted * len(X) / w.sum(), repeated, rtol=1e-5, atol=1e-7)
+    plain = taylor_scores(layer, head, torch.nn.Identity(), X, y, batch_size=7)
+    assert not torch.allclose(weighted * len(X) / w.sum(), plain)
+
+
+def test_pruned_batchnorm_keeps_the_kept_channels_own_statistics(data):
+    """The layer's BatchNorm after pruning: running mean and variance, weight and bias of
+    the kept channels, those the layer had when it was trained."""
+    trained = _small(n_layers=1, k=2, batch_norm=True).fit(*data)
+    pruned = _small(n_layers=1, k=2, batch_norm=True, prune_to=3).fit(*data)
+    keep = torch.from_numpy(pruned.pruning_[0]["kept_channels"])
+    before, after = trained.model_.layers[0].bn, pruned.model_.layers[0].bn
+    for name in ("running_mean", "running_var", "weight", "bias"):
+        torch.testing.assert_close(
+            getattr(after, name), getattr(before, name)[keep], rtol=0, atol=0
+        )
+    assert after.num_features == 3

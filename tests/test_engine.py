@@ -184,3 +184,16 @@ def test_small_trailing_batch_is_merged():
     assert sizes(39) == [16, 23]
     assert sizes(40) == [16, 16, 8]
     assert sizes(5) == [5]
+
+
+def test_top_5_counts_a_class_ranked_fifth_and_not_one_ranked_sixth():
+    from sklearn_greedy._engine import top_k_sum
+
+    # rows ranked 0 > 1 > ... > 9; the target is ranked 1st, 4th, 5th, 6th and 10th
+    scores = torch.arange(10.0, 0.0, -1.0).repeat(5, 1)
+    target = torch.tensor([0, 3, 4, 5, 9])
+    # an independent count: is the target among the 5 largest scores?
+    ranks = (scores > scores.gather(1, target[:, None])).sum(1)
+    assert ranks.tolist() == [0, 3, 4, 5, 9]
+    assert int(top_k_sum(scores, target, 5)) == int((ranks < 5).sum()) == 3
+    assert int(top_k_sum(scores, target, 4)) == 2  # top-4 and top-5 differ here

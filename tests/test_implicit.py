@@ -700,3 +700,14 @@ def test_unit_weights_equal_no_weights(make):
         y = (y > np.quantile(y, 0.3)).astype(int)
     ones = make().fit(X, y, sample_weight=np.ones(len(X)))
     np.testing.assert_allclose(ones.predict(X), make().fit(X, y).predict(X), atol=1e-6)
+
+
+def test_well_posedness_bound_at_exactly_one_is_refused():
+    from sklearn_greedy._implicit_model import check_well_posed, pf_eigenvalue
+
+    # a 2-cycle of weight 1 has lambda_PF(|A|) = 1 exactly: Theorem 1 needs < 1
+    A = np.array([[0.0, 1.0], [1.0, 0.0]])
+    assert pf_eigenvalue(A) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="not certified well-posed"):
+        check_well_posed(A, "relu")
+    assert check_well_posed(0.999 * A, "relu") < 1
