@@ -110,3 +110,40 @@ def test_imagenet_recipe_trains_on_resized_crops():
     X = np.random.RandomState(0).randint(0, 255, (32, 3, 16, 16)).astype(np.uint8)
     clf = GreedyLayerwiseCNNClassifier(n_layers=1, width=4, max_epochs=1, augment="resized-crop")
     assert clf.fit(X, np.arange(32) % 2).n_layers_fitted_ == 1
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_auxiliary_hidden_layers_each_end_in_their_nonlinearity(k):
+    """Eq. 2: each of the k - 1 hidden convolutions of the auxiliary problem is followed by
+    its nonlinearity: the hidden part's output is non-negative, and a negative shift of
+    any convolution's bias reaches the next convolution as zeros, not as negatives."""
+    torch.manual_seed(0)
+    head = AuxiliaryClassifier(4, 3, k=k, width=6, batch_norm=False).eval()
+    convs = [m for m in head.hidden if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == k - 1
+    x = torch.randn(5, 4, 6, 6)
+    assert (head.hidden(x) >= 0).all() and (head.hidden(x) == 0).any()
+    with torch.no_grad():
+        convs[0].bias.fill_(-1e3)  # the first convolution's output all negative...
+    out = head.hidden(x)
+    if k == 3:  # ...is cut to zero before the second one, whose output is then its bias
+        second = convs[1].bias.clamp_min(0).view(1, -1, 1, 1).expand_as(out)
+        torch.testing.assert_close(out, second)
+    else:
+        assert (out == 0).all()
+
+
+def test_batches_are_shuffled_and_no_sample_is_dropped():
+    from sklearn_greedy._engine import batch_slices
+
+    g = torch.Generator().manual_seed(0)
+    for n, size in [(100, 32), (97, 32), (30, 32), (33, 32)]:
+        batches = list(batch_slices(n, size, g, torch.device("cpu")))
+        order = torch.cat(batches)
+        assert sorted(order.tolist()) == list(range(n))  # every sample, once
+        assert order.tolist() != list(range(n))  # shuffled
+        # a trailing batch of fewer than half a batch joins the one before it
+        assert all(len(b) >= size / 2 or len(batches) == 1 for b in batches)
+    first = torch.cat(list(batch_slices(100, 32, g, torch.device("cpu"))))
+    second = torch.cat(list(batch_slices(100, 32, g, torch.device("cpu"))))
+    assert first.tolist() != second.tolist()  # a new order each epoch

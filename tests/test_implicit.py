@@ -711,3 +711,18 @@ def test_well_posedness_bound_at_exactly_one_is_refused():
     with pytest.raises(ValueError, match="not certified well-posed"):
         check_well_posed(A, "relu")
     assert check_well_posed(0.999 * A, "relu") < 1
+
+
+def test_levenberg_marquardt_steps_are_accepted():
+    rng = np.random.RandomState(0)
+    X = rng.rand(200, 3)
+    y = np.sin(3 * X[:, 0]) + X[:, 1] ** 2
+    model = SequentialImplicitRegressor(
+        n_states=6, n_blocks=2, solver="lm", random_state=0, select_blocks=False
+    ).fit(X, y)
+    for history in model.history_:
+        losses = [r["train_loss"] for r in history]
+        # accepted steps move each block: its loss falls well below where it started (a
+        # solver whose steps were all rejected would record its first loss throughout)
+        assert len(losses) > 2 and len(set(losses)) > 2
+        assert min(losses) < 0.7 * losses[0]
