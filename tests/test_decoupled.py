@@ -249,3 +249,36 @@ def test_history_has_the_sequential_modes_keys_top5_included():
     }
     assert keys["decoupled"] == keys["sequential"]
     assert {"train_top5", "valid_top5"} <= keys["decoupled"]
+
+
+def test_each_layer_receives_its_own_schedule_at_every_step(data, monkeypatch):
+    """A spy on the optimizer's steps: at global epoch e, layer j (started at e = j * d)
+    is stepped at 0.1 * 0.5 ** ((e - j * d) // lr_step), in its own parameter group; a
+    layer not yet started or already finished gets no gradient."""
+    steps = []
+    real_step = torch.optim.SGD.step
+
+    def spy(self, *args, **kwargs):
+        steps.append(
+            [(g["lr"], any(p.grad is not None for p in g["params"]), g["params"][0])
+             for g in self.param_groups]
+        )  # fmt: skip
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.SGD, "step", spy)
+    X, y = data
+    clf = _small(n_layers=3, max_epochs=3, lr_step=1, lr_decay=0.5, decoupled_delay=1,
+                 keep_best=False, batch_size=len(X) // 2, augment=False)  # fmt: skip
+    clf.fit(X, y)
+    per_epoch = 2  # two batches an epoch
+    assert len(steps) == per_epoch * (3 + 2 * 1)
+    for s, groups in enumerate(steps):
+        epoch = s // per_epoch
+        for j, (lr, stepped, first) in enumerate(groups):
+            own = epoch - j  # the layer's own clock, shifted by its delay
+            active = 0 <= own < 3
+            assert stepped == active, (epoch, j)
+            if active:
+                assert lr == pytest.approx(0.1 * 0.5**own), (epoch, j, lr)
+            # group j holds layer j's parameters (the fitted layer's own tensors)
+            assert first is clf.model_.layers[j].conv.weight, (epoch, j)
