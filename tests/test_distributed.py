@@ -110,6 +110,15 @@ def _batchnorm_augment_scenario(rank):
     return _run(_conv_stage(batch_norm=True), data, _config(), augment=augment)
 
 
+def _batchnorm_statistics_scenario(rank):
+    # no learning (lr ~ 0): the running mean is an average of batch means, linear in
+    # them, so the ranks' statistics averaged equal the one-process run's (summed, they
+    # would be twice it)
+    X, y = _images(64, seed=7)
+    config = _config(lr=1e-12, momentum=0.0, keep_best=False, max_epochs=2)
+    return _run(_conv_stage(batch_norm=True), StageData(X, y), config)
+
+
 def _different_data_scenario(rank):
     X, y = _images(64, seed=10 + rank)
     try:
@@ -147,6 +156,7 @@ SCENARIOS = {
     "weighted_odd": _weighted_odd_scenario,
     "early_stopping": _early_stopping_scenario,
     "batchnorm_augment": _batchnorm_augment_scenario,
+    "batchnorm_statistics": _batchnorm_statistics_scenario,
     "different_data": _different_data_scenario,
     "tiny_batch": _tiny_batch_scenario,
     "alone": _alone_scenario,
@@ -230,6 +240,16 @@ def test_batchnorm_and_augmentation_agree_across_ranks(ranks):
     _assert_ranks_agree(results)  # running statistics included
     # the running statistics kept are those of the best epoch (4 batches an epoch)
     assert results[0]["state"]["1.num_batches_tracked"] == 4 * results[0]["best_epoch"]
+
+
+@pytest.mark.timeout(120)
+def test_batchnorm_running_means_are_averaged_across_ranks_not_summed(ranks):
+    results = [r["batchnorm_statistics"] for r in ranks]
+    _assert_ranks_agree(results)
+    single = _single("batchnorm_statistics")["state"]["1.running_mean"]
+    mine = results[0]["state"]["1.running_mean"]
+    assert single.abs().max() > 1e-2  # statistics that a sum would visibly double
+    torch.testing.assert_close(mine, single, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.timeout(120)
