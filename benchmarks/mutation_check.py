@@ -238,6 +238,115 @@ MUTATIONS = (
         ),
         ("tests/test_decoupled.py",),
     ),
+    # issue 27: the newer mechanisms, each pinned by a test of its own
+    Mutation(
+        "ddp-bn-summed",
+        "data-parallel BatchNorm statistics are summed across ranks, not averaged",
+        (("sklearn_greedy/_distributed.py", "buffer.div_(self.world_size)", "pass"),),
+        ("tests/test_distributed.py",),
+    ),
+    Mutation(
+        "taylor-unweighted",
+        "the Taylor pruning criterion ignores the sample weights the training loss uses",
+        (
+            (
+                "sklearn_greedy/_compression.py",
+                "loss = loss * sample_weight[start : start + batch_size]",
+                "loss = loss",
+            ),
+        ),
+        ("tests/test_compression.py",),
+    ),
+    Mutation(
+        "pruned-bn-first-channels",
+        "a pruned BatchNorm keeps the running statistics of its first channels, not the kept",
+        (
+            (
+                "sklearn_greedy/_compression.py",
+                "setattr(bn, name, getattr(bn, name)[idx].clone())",
+                "setattr(bn, name, getattr(bn, name)[: idx.numel()].clone())",
+            ),
+        ),
+        ("tests/test_compression.py",),
+    ),
+    Mutation(
+        "top5-is-top4",
+        "the top-k metric counts one class fewer than k",
+        (
+            (
+                "sklearn_greedy/_engine.py",
+                "top = output.topk(min(k, output.shape[1]), dim=1).indices",
+                "top = output.topk(min(k - 1, output.shape[1]), dim=1).indices",
+            ),
+        ),
+        ("tests/test_engine.py",),
+    ),
+    Mutation(
+        "well-posed-at-one",
+        "a lambda_PF(|A|) of exactly 1 is accepted as well-posed",
+        (("sklearn_greedy/_implicit_model.py", "if not value < 1.0:", "if not value <= 1.0:"),),
+        ("tests/test_implicit.py",),
+    ),
+    Mutation(
+        "aux-hidden-linear",
+        "the auxiliary classifier's hidden convolutions have no nonlinearity (Eq. 2)",
+        (
+            (
+                "sklearn_greedy/_cnn_modules.py",
+                "            layers.append(nn.ReLU())",
+                "            layers.append(nn.Identity())",
+            ),
+        ),
+        ("tests/test_cnn_modules.py",),
+    ),
+    Mutation(
+        "batches-unshuffled",
+        "training batches are served in the data's order",
+        (
+            (
+                "sklearn_greedy/_engine.py",
+                "perm = torch.randperm(n, generator=generator, device=device)",
+                "perm = torch.arange(n, device=device)",
+            ),
+        ),
+        ("tests/test_cnn_modules.py",),
+    ),
+    Mutation(
+        "decoupled-clock-unshifted",
+        "a delayed layer's schedule runs on the global clock, not its own",
+        (("sklearn_greedy/_decoupled.py", "own = epoch - self.starts[j]", "own = epoch"),),
+        ("tests/test_decoupled.py",),
+    ),
+    Mutation(
+        "imagenet-final-aux-halved",
+        "the ImageNet k=2, 3 preset's final auxiliary width is 1024, not Table 4's 2048",
+        (("sklearn_greedy/_cnn_presets.py", "final_aux_width=2048", "final_aux_width=1024"),),
+        ("tests/test_cnn_presets.py",),
+    ),
+    Mutation(
+        "checkpoint-checksum-skipped",
+        "a checkpoint file is loaded without checking its checksum",
+        (
+            (
+                "sklearn_greedy/_checkpoint.py",
+                'if hashlib.sha256(header + b"\\n" + body).hexdigest().encode() != digest:',
+                "if False:",
+            ),
+        ),
+        ("tests/test_checkpoint.py",),
+    ),
+    Mutation(
+        "channels-last-not-transposed",
+        "channels-last images are detected but not transposed",
+        (
+            (
+                "sklearn_greedy/_validation.py",
+                "X = np.ascontiguousarray(X.transpose(0, 3, 1, 2))",
+                "X = np.ascontiguousarray(X)",
+            ),
+        ),
+        ("tests/test_hostile_estimators.py",),
+    ),
 )
 
 
