@@ -425,6 +425,20 @@ def _as_host_half(out: torch.Tensor, where: str):
     return out.numpy() if where == "disk" else out
 
 
+def _reserve(path: str) -> None:
+    """Allocate the file's blocks now: a sparse file on a disk that fills up would kill the
+    process with SIGBUS when a page is written, where this raises ENOSPC. File systems
+    (and systems) that cannot reserve are left to the free-space check alone."""
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, os.path.getsize(path))
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise
+
+
 def _host_buffer(where: str, shape, device):
     if where == "host":
         buffer = torch.empty(shape, dtype=torch.float16)
@@ -437,10 +451,7 @@ def _host_buffer(where: str, shape, device):
         if needed > free:
             raise OSError(errno.ENOSPC, "not enough free space")
         buffer = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=shape)
-        # reserve the blocks now: a sparse file on a disk that fills up would kill the
-        # process with SIGBUS when a page is written, where this raises ENOSPC
-        with open(path, "r+b") as fh:
-            os.posix_fallocate(fh.fileno(), 0, os.path.getsize(path))
+        _reserve(path)
     except OSError as exc:
         shutil.rmtree(directory, ignore_errors=True)
         if exc.errno != errno.ENOSPC:

@@ -642,3 +642,17 @@ def test_newer_surfaces_refuse_hostile_input_naming_the_problem(name, call, erro
         warnings.simplefilter("ignore")
         with pytest.raises(error, match=words):
             call(tmp_path)
+
+
+def test_a_file_system_that_cannot_reserve_blocks_still_keeps_features_on_disk(monkeypatch):
+    import errno
+    import os
+
+    def unsupported(*args):
+        raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+
+    monkeypatch.setattr(os, "posix_fallocate", unsupported, raising=False)
+    X, y = _images()
+    on_disk = _small(prefix_cache="disk", augment=False).fit(X, y)
+    on_device = _small(augment=False).fit(X, y)
+    np.testing.assert_allclose(on_disk.predict_proba(X), on_device.predict_proba(X), atol=1e-2)
