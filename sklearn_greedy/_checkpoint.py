@@ -334,3 +334,19 @@ def open_store(
     store = CheckpointStore(directory, fingerprint, kind=kind, write=writer)
     store.check_writable()
     return store
+
+
+def resume_fit(estimator, seed: int, *, continuing: str | None, kind: str, ignore, data):
+    """The checkpoint store of a fit, the finished pieces it holds, and the seed to train
+    with: the first run's, so that the pieces still to train draw what they would have
+    drawn in one uninterrupted fit. ``continuing`` names what continues a model in memory
+    (warm start, partial_fit) when this fit does: refused, as the two do not mix."""
+    if continuing:
+        raise ValueError(
+            f"checkpoint_dir resumes a fit from disk; {continuing} the {kind}s in memory. "
+            "Use one or the other: set checkpoint_dir=None to continue this model, or "
+            "warm_start=False to fit from the checkpoints."
+        )
+    store = open_store(estimator, kind=kind, ignore=ignore, data=data)
+    pieces, stored_seed = store.load()
+    return store, pieces, (seed if stored_seed is None else stored_seed)

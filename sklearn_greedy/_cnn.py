@@ -18,7 +18,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ._augment import make_augment
 from ._base import GreedyTrainingMixin
-from ._checkpoint import data_digest, open_store
+from ._checkpoint import data_digest, resume_fit
 from ._cnn_growth import LayerGrowthMixin
 from ._cnn_inference import LayerwiseCNNInference
 from ._cnn_inputs import CNNInputsMixin
@@ -640,26 +640,21 @@ class GreedyLayerwiseCNNClassifier(
 
     def _checkpoints(self, continuing, classes, image_shape, seed, X, y, weights, X_val, y_val):
         """The checkpoint store of this fit, the finished layers it holds and the seed to
-        train with (the first run's, so that the layers still to train draw what they
-        would have drawn in one uninterrupted fit)."""
-        if continuing:
-            raise ValueError(
-                "checkpoint_dir resumes a fit from disk; warm_start and partial_fit continue "
-                "the layers in memory. Use one or the other: set checkpoint_dir=None to "
-                "continue this model, or warm_start=False to fit from the checkpoints."
-            )
+        train with (see :func:`~sklearn_greedy._checkpoint.resume_fit`)."""
         y_val = None if y_val is None else np.asarray(y_val)
         facts = {
             "classes": classes, "image_shape": image_shape, "n_samples": len(X),
             "digest": data_digest(X, y, weights, X_val, y_val),
         }  # fmt: skip
-        store = open_store(self, kind="layer", ignore=_NOT_FINGERPRINTED, data=facts)
-        pieces, stored_seed = store.load()
+        store, pieces, seed = resume_fit(
+            self, seed, continuing="warm_start and partial_fit continue" if continuing else None,
+            kind="layer", ignore=_NOT_FINGERPRINTED, data=facts,
+        )  # fmt: skip
         if self.training == "decoupled" and len(pieces) < self.n_layers:
             # the layers of an unfinished decoupled run are not finished pieces
             store.discard_from(0)
             pieces = []
-        return store, pieces, (seed if stored_seed is None else stored_seed)
+        return store, pieces, seed
 
     def _checked_plan(self, image_shape):
         """The network's layer plan, refused before training when it cannot work."""

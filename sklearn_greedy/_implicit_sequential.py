@@ -24,7 +24,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
-from ._checkpoint import data_digest, open_store
+from ._checkpoint import data_digest, resume_fit
 from ._engine import StageResult
 from ._implicit_base import COMMON_CONSTRAINTS, ImplicitBase
 from ._implicit_model import (
@@ -297,22 +297,16 @@ class SequentialBase(ImplicitBase):
 
     def _checkpoints(self, continuing, seed, X, Y, weights, given):
         """The checkpoint store of this fit, the finished blocks it holds and the seed to
-        train with (the first run's, so that the blocks still to train draw what they
-        would have drawn in one uninterrupted fit)."""
-        if continuing:
-            raise ValueError(
-                "checkpoint_dir resumes a fit from disk; warm_start continues the blocks in "
-                "memory. Use one or the other: set checkpoint_dir=None to continue this "
-                "model, or warm_start=False to fit from the checkpoints."
-            )
+        train with (see :func:`~sklearn_greedy._checkpoint.resume_fit`)."""
         X_val, y_val = (None if a is None else np.asarray(a) for a in given)
         facts = {
             "n_samples": len(X), "n_features": X.shape[1],
             "digest": data_digest(np.asarray(X), np.asarray(Y), weights, X_val, y_val),
         }  # fmt: skip
-        store = open_store(self, kind="block", ignore=_NOT_FINGERPRINTED, data=facts)
-        pieces, stored_seed = store.load()
-        return store, pieces, (seed if stored_seed is None else stored_seed)
+        return resume_fit(
+            self, seed, continuing="warm_start continues" if continuing else None,
+            kind="block", ignore=_NOT_FINGERPRINTED, data=facts,
+        )  # fmt: skip
 
     def _resume_block(self, growth, piece, U, U_val):
         """Append a finished block read from ``checkpoint_dir``; its states computed as
