@@ -23,6 +23,7 @@ newline, then the tensors as ``torch.save`` wrote them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -294,23 +295,15 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with _suppress_oserror():
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    with _suppress_oserror():  # not every file system can sync a folder
+    with contextlib.suppress(OSError):  # not every file system can sync a folder
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-
-
-class _suppress_oserror:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        return kind is not None and issubclass(kind, OSError)
 
 
 def open_store(
