@@ -279,6 +279,14 @@ def _machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {platform.machine()}"
 
 
+def _child_env(threads: int) -> dict:
+    """The environment of a row's child: its thread count, and this checkout importable
+    even where the package is not installed (the child runs this file as a script)."""
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=path)
+
+
 def run(args) -> Path:
     """Every asked-for row not done yet, each in a niced child process; the results file
     rewritten after each."""
@@ -311,7 +319,7 @@ def run(args) -> Path:
                 fh.flush()
                 done = subprocess.run(
                     ["nice", "-n", "10", *command], stdout=fh, stderr=subprocess.STDOUT,
-                    env=dict(os.environ, OMP_NUM_THREADS=str(args.threads)),
+                    env=_child_env(args.threads),
                 )  # fmt: skip
             if done.returncode != 0:
                 raise SystemExit(f"row {name} failed (exit {done.returncode}); see {log}.")

@@ -18,6 +18,7 @@ from ._implicit import (
     SequentialImplicitClassifier,
     SequentialImplicitRegressor,
 )
+from ._implicit_presets import implicit_paper_params
 from ._plotting import LayerPCADisplay, LayerwiseTrainingDisplay, SeparabilityDisplay
 from ._probing import LayerFeatures, layer_features, separability_scores
 from ._vgg import vgg11_params
@@ -34,6 +35,7 @@ __all__ = [
     "SequentialImplicitRegressor",
     "cifar10_params",
     "imagenet_params",
+    "implicit_paper_params",
     "layer_features",
     "parameter_count",
     "separability_scores",

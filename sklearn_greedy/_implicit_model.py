@@ -382,7 +382,7 @@ def ridge_lstsq(
     the weights) to take out the intercept, and each centred row scaled by ``sqrt(w_k)``.
     With ``alpha > 0`` the normal equations are positive definite and solved by Cholesky
     (``d`` is the number of states, small); ``alpha = 0`` uses an SVD-based solver, which
-    also handles rank-deficient ``F``.
+    also handles rank-deficient ``F`` (the minimum-norm solution).
     """
     F = np.asarray(F, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
@@ -402,7 +402,11 @@ def ridge_lstsq(
             return W, y_mean - W @ f_mean
         except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
             pass
-    W, *_ = scipy.linalg.lstsq(Fc, Yc, lapack_driver="gelsd")
+    # singular values below float32's precision are cut (the minimum-norm solution in the
+    # rest): the heads feed float32 training, where such directions are noise, and exactly
+    # collinear states (ReLU units active on every sample) would otherwise get huge
+    # opposite weights from float64 rounding
+    W, *_ = scipy.linalg.lstsq(Fc, Yc, cond=np.finfo(np.float32).eps, lapack_driver="gelsd")
     W = W.T
     return W, y_mean - W @ f_mean
 

@@ -93,15 +93,18 @@ class SequentialBase(ImplicitBase):
         "self_loops": ["boolean"],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "select_blocks": ["boolean"],
+        "keep_if_better": ["boolean"],
+        "lr_schedule": [StrOptions({"step", "constant"})],
+        "init": [StrOptions({"auto", "screened", "sample", "default"})],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"), None],
         "n_components": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "warm_start": ["boolean"],
         "transform_blocks": [Integral, None],
         "checkpoint_dir": [str, os.PathLike, None],
     }
 
-    #: Start each Adam-trained block at screened candidate units (``TorchSetup.screen``)
-    #: rather than at random ones.
-    _screened_start = False
+    #: How ``init="auto"`` starts an Adam-trained block's units (``TorchSetup.init``).
+    _auto_init = "sample"
 
     def _solver(self, n_samples: int, n_features: int, q: int, sizes) -> str:
         return "adam"
@@ -344,7 +347,8 @@ class SequentialBase(ImplicitBase):
                     stacklevel=5,
                 )
                 return
-            self._keep_if_better(fit, data, states, q)
+            if self.keep_if_better:
+                self._keep_if_better(fit, data, states, q)
             if fit.dof is None and self._squared_loss and self.select_blocks:
                 fit.dof = block_dof(data, fit, self.activation, self.alpha)
             growth.add(fit, states, U_tr, U_val)
@@ -377,14 +381,18 @@ class SequentialBase(ImplicitBase):
                 alpha=self.alpha,
                 max_iter=self._epochs(data.U.shape[0], solver),
                 tol=self.tol,
-                n_iter_no_change=self.n_iter_no_change,
+                n_iter_no_change=self._patience(self._epochs(data.U.shape[0], solver)),
                 rng=np.random.default_rng(derive_seed(seed, i)),
                 label=label,
                 verbose=max(int(self.verbose) - 1, 0),
             )
         n = data.U.shape[0]
+        epochs = self._epochs(n, solver)
+        stopping = {"n_iter_no_change": self._patience(epochs)}
+        if self.n_iter_no_change is None:  # every epoch runs, and the last one is kept
+            stopping["keep_best"] = False
         setup = TorchSetup(
-            config=self._config(n, label, **self._schedule(self._epochs(n, solver))),
+            config=self._config(n, label, **self._schedule(epochs), **stopping),
             device=device,
             seed=derive_seed(seed, i),
             loss_fn=self._loss_fn,
@@ -392,7 +400,8 @@ class SequentialBase(ImplicitBase):
             torch_targets=self._torch_targets,
             squared_loss=self._squared_loss and data.X.shape[1] < EXACT_HEAD_MAX_STATES,
             alpha=self.alpha,
-            screen=self._screened_start,
+            init=self._auto_init if self.init == "auto" else self.init,
+            refit_head=self._refit_head(),
         )
         if solver == "alternating":
             return alternating_block(
@@ -405,9 +414,22 @@ class SequentialBase(ImplicitBase):
             )
         return adam_block(data, n_new, activation=self.activation, setup=setup, q=q)
 
+    def _refit_head(self) -> bool:
+        """Whether the squared-loss head is re-fitted exactly after each torch-trained
+        block (the regressor's ``refit_head``)."""
+        return False
+
+    def _patience(self, epochs: int) -> int:
+        """``n_iter_no_change`` for the solvers; None (never stop early) as a patience
+        longer than the block's epochs."""
+        return epochs + 1 if self.n_iter_no_change is None else self.n_iter_no_change
+
     def _schedule(self, epochs: int) -> dict:
-        """The engine's schedule of an Adam-trained block: ``lr`` for the first 70% of the
-        epochs, then a tenth of it (the last epochs settle instead of jittering)."""
+        """The engine's schedule of an Adam-trained block: with ``lr_schedule="step"``,
+        ``lr`` for the first 70% of the epochs, then a tenth of it (the last epochs settle
+        instead of jittering); with ``"constant"``, ``lr`` throughout."""
+        if self.lr_schedule == "constant":
+            return {"max_epochs": epochs}
         return {
             "max_epochs": epochs,
             "lr_step": max(1, int(np.ceil(LR_DECAY_AT * epochs))),

@@ -2,9 +2,10 @@
 
 :func:`adam_block` trains one block's subproblem (7) of Gautam et al. with Adam through
 :func:`~sklearn_greedy._engine.train_stage` (Remark 2), for any loss; for the squared loss
-the head is re-fitted exactly afterwards. :func:`alternating_block` is Algorithm 2: exact
-least squares for the head alternating with the single-hidden-layer problem (12) on the
-residual. The numpy solvers, the shared block data and the exact heads are in
+the head may be re-fitted exactly afterwards (``TorchSetup.refit_head``).
+:func:`alternating_block` is Algorithm 2: exact least squares (11) for the head
+alternating with the single-hidden-layer problem (12), which moves the block's weights
+only. The numpy solvers, the shared block data and the exact heads are in
 :mod:`sklearn_greedy._implicit_solvers`.
 """
 
@@ -45,7 +46,13 @@ class TorchSetup:
     torch_targets: object
     squared_loss: bool
     alpha: float
-    screen: bool = False
+    #: how the new units start: "screened" (the candidates that best follow the loss's
+    #: negative gradient), "sample" (each unit's hyperplane through a random training
+    #: sample) or "default" (torch's default initialisation of a linear layer)
+    init: str = "sample"
+    #: re-fit the head ``C_1..C_i`` by exact (ridge) least squares after the block
+    #: (squared loss only)
+    refit_head: bool = True
 
 
 def _module(data: BlockData, n_new: int, activation: str, setup: TorchSetup, q: int):
@@ -60,17 +67,9 @@ def _module(data: BlockData, n_new: int, activation: str, setup: TorchSetup, q: 
     module.to(setup.device)
     F = data.F_t
     generator = make_generator(setup.seed + 1, setup.device)
-    # data-dependent biases: each new unit's hyperplane passes through a random training
-    # sample, so no unit starts dead or constant on the data
-    if data.weights is None:
-        rows = torch.randint(0, F.shape[0], (n_new,), generator=generator, device=setup.device)
-    else:  # a sample of weight k is drawn as k repeated samples would be
-        m = draw_range(data.weights, F.shape[0])
-        draws = torch.randint(0, m, (n_new,), generator=generator, device=setup.device)
-        rows = torch.as_tensor(rows_at(draws.cpu().numpy(), data.weights, m), device=F.device)
-    with torch.no_grad():
-        module.hidden.bias.copy_(-(module.hidden.weight * F[rows]).sum(dim=1))
-    if setup.screen:
+    if setup.init != "default":
+        _sample_biases(module, F, data, n_new, setup, generator)
+    if setup.init == "screened":
         _screened_start(module, data, activation, setup, q)
     stage = StageData(F, setup.torch_targets(data.T).to(setup.device))
     if data.weights is not None:
@@ -79,6 +78,19 @@ def _module(data: BlockData, n_new: int, activation: str, setup: TorchSetup, q: 
         stage.X_val = data.F_val_t
         stage.y_val = setup.torch_targets(data.T_val).to(setup.device)
     return module, stage, generator
+
+
+def _sample_biases(module, F, data: BlockData, n_new: int, setup: TorchSetup, generator):
+    """Data-dependent biases: each new unit's hyperplane passes through a random training
+    sample, so no unit starts dead or constant on the data."""
+    if data.weights is None:
+        rows = torch.randint(0, F.shape[0], (n_new,), generator=generator, device=setup.device)
+    else:  # a sample of weight k is drawn as k repeated samples would be
+        m = draw_range(data.weights, F.shape[0])
+        draws = torch.randint(0, m, (n_new,), generator=generator, device=setup.device)
+        rows = torch.as_tensor(rows_at(draws.cpu().numpy(), data.weights, m), device=F.device)
+    with torch.no_grad():
+        module.hidden.bias.copy_(-(module.hidden.weight * F[rows]).sum(dim=1))
 
 
 def _screened_start(module, data: BlockData, activation: str, setup: TorchSetup, q: int):
@@ -136,11 +148,12 @@ def _train(module, stage: StageData, setup: TorchSetup, generator) -> StageResul
 
 def adam_block(data: BlockData, n_new: int, *, activation: str, setup: TorchSetup, q: int):
     """Block ``i`` by Adam on subproblem (7): the new units and the whole head together,
-    the head starting at the previous model's (so the block starts at its loss)."""
+    the head starting at the previous model's (so the block starts at its loss). The head
+    is the one Adam left, or its exact least-squares refit (``setup.refit_head``)."""
     module, stage, generator = _module(data, n_new, activation, setup, q)
     result = _train(module, stage, setup, generator)
     W, b = module.block_weights()
-    if setup.squared_loss:
+    if setup.squared_loss and setup.refit_head:
         head = _exact_head(data, W, b, activation, setup.alpha)
     else:
         head = module.head()
@@ -151,8 +164,10 @@ def alternating_block(
     data: BlockData, n_new: int, *, activation: str, setup: TorchSetup, q: int, n_rounds: int
 ):
     """Algorithm 2: ``n_rounds`` of exact least squares (11) for ``C_1..C_i``, then the
-    single-hidden-layer problem (12) for ``[A_{i,:}, B_i]`` and ``C_i`` on the residual
-    ``Y - sum_{j<i} C_j X_j`` (the previous blocks' head held fixed), by Adam."""
+    single-hidden-layer problem (12) for ``A~_i = [A_{i,:}, B_i]`` alone on the residual
+    ``Y - sum_{j<i} C_j X_j``, by Adam: the whole head, ``C_i`` included, stays at its
+    least-squares value during (12). The head returned is the last round's (11), or with
+    ``setup.refit_head`` a final (11) for the last ``A~_i``."""
     module, stage, generator = _module(data, n_new, activation, setup, q)
     n_prev = data.X.shape[1]
     combined = StageResult()
@@ -164,12 +179,17 @@ def alternating_block(
             module.head_prev.weight.copy_(torch.as_tensor(C[:, :n_prev], device=dev))
             module.head_prev.bias.copy_(torch.as_tensor(c, device=dev))
             module.head_new.weight.copy_(torch.as_tensor(C[:, n_prev:], device=dev))
-        module.head_prev.requires_grad_(False)
+        heads = (module.head_prev, module.head_new)
+        for head in heads:
+            head.requires_grad_(False)
         result = _train(module, stage, setup, generator)
-        module.head_prev.requires_grad_(True)
+        for head in heads:
+            head.requires_grad_(True)
         offset = len(combined.history)
         combined.history.extend({**r, "epoch": r["epoch"] + offset} for r in result.history)
         combined.best_epoch = offset + result.best_epoch
         combined.stopped_early = result.stopped_early
     W, b = module.block_weights()
-    return BlockFit(W, b, _exact_head(data, W, b, activation, setup.alpha), combined)
+    if setup.refit_head:
+        return BlockFit(W, b, _exact_head(data, W, b, activation, setup.alpha), combined)
+    return BlockFit(W, b, module.head(), combined)
