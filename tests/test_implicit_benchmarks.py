@@ -63,8 +63,17 @@ def test_mnist_benchmark_loads_flat_pixels_and_builds_its_models(tmp_path):
     X, y, X_test, y_test = bench.load(str(tmp_path), "mnist", max_train=20)
     assert X.shape == (20, 784) and X.dtype == np.float32 and 0 <= X.min() <= X.max() <= 1
     assert X_test.shape == (10, 784)
-    args = bench.argparse.Namespace(mlp_epochs=1, end_to_end=True, seed_budget=True)
+    args = bench.argparse.Namespace(mlp_epochs=3, end_to_end=True, paper=True)
     table = bench.models(args)
     assert bench.FFN in table and len(table) == 4
+    ffn = table[bench.FFN]()
+    assert ffn.max_iter == 3 and ffn.n_iter_no_change > 3  # every epoch runs
+    paper = table[bench.PAPER]()
+    assert (paper.max_epochs, paper.lr, paper.n_components, paper.select_blocks) == (
+        200,
+        0.001,
+        None,
+        False,
+    )
     defaults = table["implicit blockwise (defaults)"]()
     assert (defaults.n_states, defaults.n_blocks) == (32, 16)
