@@ -347,6 +347,143 @@ MUTATIONS = (
         ),
         ("tests/test_hostile_estimators.py",),
     ),
+    # issue 27, continued: the implicit models' choice of blocks, screening and
+    # keep-if-better, and what a streamed fit trains on
+    Mutation(
+        "gcv-block-dof-dropped",
+        "the generalised cross-validation counts a block's states but not its hidden "
+        "weights' degrees of freedom",
+        (
+            (
+                "sklearn_greedy/_implicit_sequential.py",
+                "dof += DOF_FACTOR * (W.shape[0] + growth.dofs[i])",
+                "dof += DOF_FACTOR * W.shape[0]",
+            ),
+        ),
+        ("tests/test_implicit_mechanisms.py",),
+    ),
+    Mutation(
+        "gcv-rows-not-weights",
+        "under sample weights the generalised cross-validation counts rows, not the weights",
+        (
+            (
+                "sklearn_greedy/_implicit_sequential.py",
+                "n = T_tr.shape[0] if w_tr is None else float(w_tr.sum())",
+                "n = T_tr.shape[0]",
+            ),
+        ),
+        ("tests/test_implicit_mechanisms.py",),
+    ),
+    Mutation(
+        "blocks-by-training-loss",
+        "with validation data the blocks used are chosen by the training loss",
+        (
+            (
+                "sklearn_greedy/_implicit_sequential.py",
+                "losses = [self._numpy_loss(growth.output(i, val=True), T_val) for i in range(k)]",
+                "losses = [self._numpy_loss(growth.output(i), T_tr, w_tr) for i in range(k)]",
+            ),
+        ),
+        ("tests/test_implicit_mechanisms.py",),
+    ),
+    Mutation(
+        "screening-not-deflated",
+        "candidate screening does not deflate after a pick: the next pick copies it",
+        (
+            (
+                "sklearn_greedy/_implicit_solvers.py",
+                "        corr -= np.outer(proj, h @ R)\n        norms -= proj**2\n",
+                "",
+            ),
+        ),
+        ("tests/test_implicit_mechanisms.py",),
+    ),
+    Mutation(
+        "screening-ignores-states",
+        "candidate screening does not deflate against the current states",
+        (
+            (
+                "sklearn_greedy/_implicit_solvers.py",
+                "        corr -= QH.T @ (basis.T @ R)\n"
+                '        norms -= np.einsum("ij,ij->j", QH, QH)\n',
+                "",
+            ),
+        ),
+        ("tests/test_implicit_mechanisms.py",),
+    ),
+    Mutation(
+        "keep-if-better-unweighted",
+        "a block is kept or rejected on the unweighted training loss",
+        (("sklearn_greedy/_implicit_sequential.py", "w = data.weights", "w = None"),),
+        ("tests/test_implicit_mechanisms.py",),
+    ),
+    Mutation(
+        "memmap-rows-in-file-order",
+        "a memmap batch is served in file order, not in the order of its indices",
+        (
+            (
+                "sklearn_greedy/_streaming.py",
+                "batch[torch.from_numpy(order)] = rows",
+                "batch[:] = rows",
+            ),
+        ),
+        ("tests/test_streaming_mechanisms.py",),
+    ),
+    Mutation(
+        "memmap-subset-unmapped",
+        "a memmap's training subset reads the file's first rows, not the subset's",
+        (("sklearn_greedy/_streaming.py", "idx = self.indices[idx]", "pass"),),
+        ("tests/test_streaming_mechanisms.py",),
+    ),
+    Mutation(
+        "dataset-batch-sorted",
+        "a data set's batch is read in sorted index order, its labels in the batch's",
+        (
+            (
+                "sklearn_greedy/_streaming.py",
+                "batches = [self.indices[_host_indices(idx)].tolist() for idx in index_batches]",
+                "batches = [sorted(self.indices[_host_indices(idx)].tolist()) "
+                "for idx in index_batches]",
+            ),
+        ),
+        ("tests/test_streaming_mechanisms.py",),
+    ),
+    Mutation(
+        "stream-drops-last-batch",
+        "a streamed epoch drops its trailing batch (as a DataLoader with drop_last=True)",
+        (
+            (
+                "sklearn_greedy/_engine.py",
+                "return zip(index_batches, X.iter_batches(index_batches))",
+                "return zip(index_batches[:-1], X.iter_batches(index_batches[:-1]))",
+            ),
+        ),
+        ("tests/test_streaming_mechanisms.py",),
+    ),
+    Mutation(
+        "augment-cached-by-layers",
+        "with augmentation, the next layer still trains on kept (unaugmented) features",
+        (
+            (
+                "sklearn_greedy/_cnn_growth.py",
+                "if stages.augment is not None or stages.prefix_cache is None:",
+                "if stages.prefix_cache is None:",
+            ),
+        ),
+        ("tests/test_streaming_mechanisms.py",),
+    ),
+    Mutation(
+        "augment-cached-by-engine",
+        "with augmentation, the engine caches the prefix's output and augments the features",
+        (
+            (
+                "sklearn_greedy/_engine.py",
+                "            if self.augment is None:\n                X = cache_outputs(",
+                "            if True:\n                X = cache_outputs(",
+            ),
+        ),
+        ("tests/test_streaming_mechanisms.py",),
+    ),
 )
 
 
