@@ -458,7 +458,7 @@ class SequentialBase(ImplicitBase):
             return k
         if U_val is not None:
             losses = [self._numpy_loss(growth.output(i, val=True), T_val) for i in range(k)]
-            return int(np.argmin(losses)) + 1
+            return _fewest_at_minimum(losses)
         if not self._squared_loss or any(d is None for d in growth.dofs):
             return k
         n = T_tr.shape[0] if w_tr is None else float(w_tr.sum())
@@ -466,7 +466,7 @@ class SequentialBase(ImplicitBase):
         for i, (W, _) in enumerate(growth.blocks):
             dof += DOF_FACTOR * (W.shape[0] + growth.dofs[i])
             scores.append(gcv(self._numpy_loss(growth.output(i), T_tr, w_tr), dof, n))
-        return int(np.argmin(scores)) + 1
+        return _fewest_at_minimum(scores)
 
     # -- export --------------------------------------------------------------------------
 
@@ -589,6 +589,15 @@ class SequentialBase(ImplicitBase):
         states = self._states(self._checked_input(X))[:, self._perm]
         for C, c in self._stage_heads:
             yield self._decode(states[:, : C.shape[1]] @ C.T + c)
+
+
+def _fewest_at_minimum(scores) -> int:
+    """The fewest leading blocks whose score is the lowest. A rejected block (zero output
+    weights) leaves the outputs as they were, up to the rounding of a longer sum: such a
+    tie goes to the shorter prefix, not to whichever rounding came out lower."""
+    scores = np.asarray(scores, dtype=np.float64)
+    best = scores.min()
+    return int(np.flatnonzero(scores <= best + 1e-10 * max(abs(best), 1e-300))[0]) + 1
 
 
 class _Growth:

@@ -8,9 +8,12 @@ calling the code path under test (issue 27).
 - the keep-if-better test of a block under sample weights (``_keep_if_better``).
 """
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_greedy import SequentialImplicitRegressor
 from sklearn_greedy._engine import StageResult
@@ -203,3 +206,37 @@ def test_keep_if_better_rejects_a_block_that_lowers_only_the_unweighted_loss():
     SequentialImplicitRegressor()._keep_if_better(fit, data, new_states, q=1)
     np.testing.assert_array_equal(fit.head[0], [[1.0, 0.0]])
     np.testing.assert_array_equal(fit.head[1], [0.0])
+
+
+def test_a_rejected_last_block_is_not_counted_in_the_blocks_used(monkeypatch):
+    """A block whose output weights are zero leaves the validation loss as it was, up to
+    the rounding of a longer sum: the tie goes to the shorter prefix."""
+    from sklearn_greedy._implicit_sequential import SequentialBase
+
+    def reject_the_last(self, fit, data, new_states, q):
+        if data.X.shape[1] == 6:  # block 4 of 4 reads the 6 states of blocks 1-3
+            n_new = fit.W.shape[0]
+            prev_C, prev_c = data.prev_head
+            fit.head = (np.hstack([prev_C, np.zeros((q, n_new))]), prev_c)
+
+    monkeypatch.setattr(SequentialBase, "_keep_if_better", reject_the_last)
+    rng = np.random.RandomState(0)
+    X, X_val = rng.uniform(-2, 2, (80, 2)), rng.uniform(-2, 2, (40, 2))
+    y, y_val = (np.sin(2 * A[:, 0]) + 0.05 * rng.randn(len(A)) for A in (X, X_val))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = SequentialImplicitRegressor(**PARAMS).fit(X, y, X_val=X_val, y_val=y_val)
+    losses = [np.mean((p - y_val) ** 2) for p in model.staged_predict(X_val)]
+    assert losses[0] > losses[1] > losses[2]  # blocks 1-3 each help on these data
+    assert np.all(model.C_[:, :2] == 0)  # block 4 (first in the paper's order) is silent
+    assert model.n_blocks_used_ == 3
+
+
+@pytest.mark.parametrize(
+    "scores, expected",
+    [([1.0, 0.5, 0.5 * (1 + 1e-15)], 2), ([1.0, 0.5 * (1 + 1e-15), 0.5], 2), ([3.0, 2.0, 1.0], 3)],
+)
+def test_ties_within_rounding_go_to_the_fewest_blocks(scores, expected):
+    from sklearn_greedy._implicit_sequential import _fewest_at_minimum
+
+    assert _fewest_at_minimum(scores) == expected
