@@ -327,11 +327,11 @@ class GreedyLayerwiseCNNClassifier(
     >>> from sklearn.datasets import load_digits
     >>> from sklearn_greedy import GreedyLayerwiseCNNClassifier
     >>> X, y = load_digits(return_X_y=True)
-    >>> clf = GreedyLayerwiseCNNClassifier(image_shape=(1, 8, 8), random_state=0)
+    >>> clf = GreedyLayerwiseCNNClassifier(image_shape=(1, 8, 8), width=32, random_state=0)
     >>> clf.fit(X[:1200], y[:1200]).score(X[1200:], y[1200:]) > 0.9
     True
     >>> clf.n_layers_fitted_, clf.transform(X[:5]).shape
-    (3, (5, 512))
+    (3, (5, 256))
     """
 
     _parameter_constraints: dict = {
