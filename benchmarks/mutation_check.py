@@ -484,6 +484,54 @@ MUTATIONS = (
         ),
         ("tests/test_streaming_mechanisms.py",),
     ),
+    Mutation(
+        "alg2-step-12-moves-head",
+        "Algorithm 2's step (12) trains C_i with the block's weights (only C_1..C_{i-1} held)",
+        (
+            (
+                "sklearn_greedy/_implicit_torch_solvers.py",
+                "heads = (module.head_prev, module.head_new)",
+                "heads = (module.head_prev,)",
+            ),
+        ),
+        ("tests/test_implicit_paper.py",),
+    ),
+    Mutation(
+        "paper-head-refitted",
+        "refit_head=False is ignored: the head after Adam is always refitted exactly",
+        (
+            (
+                "sklearn_greedy/_implicit_torch_solvers.py",
+                "if setup.squared_loss and setup.refit_head:",
+                "if setup.squared_loss:",
+            ),
+        ),
+        ("tests/test_implicit_paper.py",),
+    ),
+    Mutation(
+        "paper-best-epoch-kept",
+        "n_iter_no_change=None runs every epoch but keeps the best training epoch, not the last",
+        (
+            (
+                "sklearn_greedy/_implicit_sequential.py",
+                'stopping["keep_best"] = False',
+                'stopping["keep_best"] = True',
+            ),
+        ),
+        ("tests/test_implicit_paper.py",),
+    ),
+    Mutation(
+        "constant-lr-stepped",
+        "lr_schedule='constant' still drops the step tenfold after 70% of the epochs",
+        (
+            (
+                "sklearn_greedy/_implicit_sequential.py",
+                'if self.lr_schedule == "constant":',
+                "if False:",
+            ),
+        ),
+        ("tests/test_implicit_paper.py",),
+    ),
 )
 
 
