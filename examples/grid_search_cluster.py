@@ -105,6 +105,18 @@ def ray_backend(args, stack: contextlib.ExitStack) -> dict:
     return kwargs
 
 
+def worker_lost(error: BaseException) -> bool:
+    """Whether ``error`` is how Dask reports a worker that died under a task (killed, out
+    of memory): ``KilledWorker`` once the task has killed ``allowed-failures`` workers,
+    ``FutureCancelledError`` ("... already forgotten") for the fits joblib still waited on."""
+    try:
+        from distributed.client import FutureCancelledError
+        from distributed.scheduler import KilledWorker
+    except ImportError:  # no Dask here: no Dask error either
+        return False
+    return isinstance(error, (KilledWorker, FutureCancelledError))
+
+
 def fit_on_a_worker(estimator, X, y):
     """``estimator`` fitted by the active joblib backend: on a worker, not in this process
     (where GridSearchCV's refit would train), then sent back here by pickle."""
@@ -159,9 +171,21 @@ def main(argv=None):
         else:
             backend = {"backend": "loky", "n_jobs": args.n_workers or 2}
         start = time.perf_counter()
-        with joblib.parallel_backend(**backend):
-            search.fit(X_train, y_train)
-            best = fit_on_a_worker(clone(cnn).set_params(**search.best_params_), X_train, y_train)
+        try:
+            with joblib.parallel_backend(**backend):
+                search.fit(X_train, y_train)
+                params = search.best_params_
+                best = fit_on_a_worker(clone(cnn).set_params(**params), X_train, y_train)
+        except Exception as error:
+            if not worker_lost(error):
+                raise
+            raise SystemExit(
+                f"a Dask worker died during the search ({type(error).__name__}: {error}). "
+                "The cause is in that worker's log (killed, or out of memory: one fit needs "
+                "the data and the network on its device). Dask retries a task on another "
+                "worker up to distributed.scheduler.allowed-failures times; give the workers "
+                "more memory or fewer threads, then run the search again."
+            ) from error
         seconds = time.perf_counter() - start
 
     for params, score in zip(search.cv_results_["params"], search.cv_results_["mean_test_score"]):

@@ -15,6 +15,7 @@ linearised, penalised hat matrix), weighted by ``DOF_FACTOR``.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -236,7 +237,7 @@ class SequentialBase(ImplicitBase):
             U_val = None if U_val is None else U_val @ projection
         solver = self._solver(U_tr.shape[0], U_tr.shape[1], q, sizes)
         n_kept = len(kept["_blocks"]) if kept is not None else 0
-        self._warn_if_slow(U_tr.shape[0], U_tr.shape[1], sizes[n_kept:], q, solver)
+        warned = self._warn_if_slow(U_tr.shape[0], U_tr.shape[1], sizes, n_kept, q, solver)
 
         growth = _Growth.start(kept, self._previous_stage_results(kept or {}))
         torch_device = None if solver == "lm" else device
@@ -246,8 +247,10 @@ class SequentialBase(ImplicitBase):
         with self._runtime(device, n_values=n_values), threadpool_limits(threads, "blas"):
             for piece in pieces[: len(sizes)]:
                 self._resume_block(growth, piece, U_tr, U_val)
+            pace = None if warned else _Pace(sizes, U_tr.shape[1], stacklevel=6)
             self._grow(
-                growth, sizes, (U_tr, T_tr, w_tr), U_val, T_val, q, solver, device, seed, store
+                growth, sizes, (U_tr, T_tr, w_tr), U_val, T_val, q, solver, device, seed, store,
+                pace,
             )  # fmt: skip
         n_used = self._n_blocks_used(growth, T_tr, w_tr, U_val, T_val)
         fitted = {
@@ -280,13 +283,17 @@ class SequentialBase(ImplicitBase):
         fitted.update(self._export(fitted))
         return fitted
 
-    def _warn_if_slow(self, n_samples, n_features, new_sizes, q, solver):
-        """Warn before a fit whose blocks could take very long if each ran all its epochs."""
+    def _warn_if_slow(self, n_samples, n_features, sizes, n_kept, q, solver) -> bool:
+        """Warn before a fit whose blocks could take very long if each ran all its epochs;
+        whether it warned."""
         epochs = self._epochs(n_samples, solver)
         rounds = self.n_alternating_iter if solver == "alternating" else 1
+        new_sizes = sizes[n_kept:]
+        dofs = self.select_blocks and self._squared_loss and not self.early_stopping
         seconds = estimated_fit_seconds(
-            n_samples, n_features, new_sizes, q, solver, epochs, self.batch_size, rounds
-        )
+            n_samples, n_features, new_sizes, q, solver, epochs, self.batch_size, rounds,
+            n_kept_states=sum(sizes[:n_kept]), dofs=dofs,
+        )  # fmt: skip
         if seconds > SLOW_FIT_SECONDS:
             warnings.warn(
                 f"this fit trains {len(new_sizes)} blocks (n_states={self.n_states}, "
@@ -297,6 +304,8 @@ class SequentialBase(ImplicitBase):
                 UserWarning,
                 stacklevel=4,
             )
+            return True
+        return False
 
     def _checkpoints(self, continuing, seed, X, Y, weights, given):
         """The checkpoint store of this fit, the finished blocks it holds and the seed to
@@ -326,10 +335,13 @@ class SequentialBase(ImplicitBase):
         if self.verbose:
             print(f"block {piece.index + 1}: read from checkpoint_dir")
 
-    def _grow(self, growth, sizes, train, U_val, T_val, q, solver, device, seed, store=None):
+    def _grow(
+        self, growth, sizes, train, U_val, T_val, q, solver, device, seed, store=None, pace=None
+    ):
         """Train the missing blocks one by one on ``train = (U, T, weights)``; an
         interrupt keeps the finished ones, and each finished block is written to
-        ``store`` (the fit's checkpoints) when there is one."""
+        ``store`` (the fit's checkpoints) when there is one. ``pace`` watches the time the
+        blocks take and warns once if the rest of the fit would be long."""
         U_tr, T_tr, w_tr = train
         for i in range(len(growth.blocks), len(sizes)):
             prev_head = growth.heads[-1] if growth.heads else self._initial_head(T_tr, q, w_tr)
@@ -363,6 +375,8 @@ class SequentialBase(ImplicitBase):
                      "score": float(growth.scores[-1])},
                     seed=seed,
                 )  # fmt: skip
+            if pace is not None:
+                pace.block_done(i)
             if self.verbose:
                 unit = "iterations" if solver == "lm" else "epochs"
                 print(
@@ -589,6 +603,40 @@ class SequentialBase(ImplicitBase):
         states = self._states(self._checked_input(X))[:, self._perm]
         for C, c in self._stage_heads:
             yield self._decode(states[:, : C.shape[1]] @ C.T + c)
+
+
+class _Pace:
+    """Watches how long the blocks of a fit take and warns, once, when the rest of the fit
+    would run past ``SLOW_FIT_SECONDS``: the estimate before training is rough, and a
+    block's cost grows with the states it reads, so thousands of blocks slow down as the
+    fit goes on. A block's time is taken as proportional to its input width (the inputs
+    and the states before it)."""
+
+    def __init__(self, sizes, n_inputs, stacklevel):
+        self.sizes, self.n_inputs, self.stacklevel = list(sizes), n_inputs, stacklevel
+        self.started = self.last = time.perf_counter()
+        self.warned = False
+
+    def block_done(self, i: int) -> None:
+        now = time.perf_counter()
+        seconds, self.last = now - self.last, now
+        if self.warned or i == 0:  # the first block carries one-off costs (lazy imports)
+            return
+        width = self.n_inputs + sum(self.sizes[:i])
+        widths = self.n_inputs + np.cumsum(self.sizes)[i:-1]
+        remaining = seconds * float(np.sum(widths)) / width
+        if now - self.started + remaining > SLOW_FIT_SECONDS and remaining > 60:
+            self.warned = True
+            warnings.warn(
+                f"{i + 1} of {len(self.sizes)} blocks trained in "
+                f"{now - self.started:.0f} s; at this pace the other "
+                f"{len(self.sizes) - i - 1} take about {remaining / 60:.0f} more minutes "
+                "(each block reads the states of every block before it, so later blocks "
+                "are slower). An interrupt (Ctrl-C) keeps the finished blocks; fewer, "
+                "larger blocks train faster.",
+                UserWarning,
+                stacklevel=self.stacklevel,
+            )
 
 
 def _fewest_at_minimum(scores) -> int:

@@ -476,13 +476,30 @@ def gcv(mse: float, dof: float, n: int) -> float:
 
 
 def estimated_fit_seconds(
-    n_samples, n_features, sizes, n_outputs, solver, max_epochs, batch_size, n_rounds=1
+    n_samples,
+    n_features,
+    sizes,
+    n_outputs,
+    solver,
+    max_epochs,
+    batch_size,
+    n_rounds=1,
+    *,
+    n_kept_states=0,
+    dofs=False,
 ) -> float:
     """A rough, machine-independent estimate of a sequential fit's duration on one CPU
     core: about 1e9 multiply-adds per second, plus the training engine's overhead of
-    about a millisecond per optimisation step."""
-    seconds, s = 0.0, 0
+    about a millisecond per optimisation step, and for each block a few passes over the
+    states it reads (its head, its score, the states kept) and, with ``dofs``, the
+    Jacobian of :func:`block_dof` and its QR factorisation (where their budget allows)."""
+    seconds, s = 0.0, n_kept_states
     for n_new in sizes:
+        # bookkeeping: about five float64 passes over the n x s states, at ~2 GB/s
+        seconds += 5e-3 + 5 * 8 * n_samples * (s + n_new) / 2e9
+        weights = n_new * (s + n_features + 1)
+        if dofs and n_samples * n_outputs * (n_new * (s + n_features)) ** 2 <= _DOF_BUDGET:
+            seconds += n_samples * n_outputs * weights**2 / 1e9
         d = s + n_features + 1
         if solver == "lm":
             weights = n_new * d

@@ -116,3 +116,28 @@ def test_ray_search_scores_as_local_and_fitted_estimators_come_back(
     ray_cluster, digits, local_search
 ):
     _check_search_and_fit_on_workers("ray", digits, local_search)
+
+
+def test_a_dead_dask_worker_is_named_by_the_cluster_example(monkeypatch):
+    """A worker that dies mid-search reaches joblib as FutureCancelledError ("already
+    forgotten"); the example says that a worker died and where to look, not only that."""
+    pytest.importorskip("distributed")
+    import sys
+    from pathlib import Path
+
+    from distributed.client import FutureCancelledError
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        import grid_search_cluster as example
+    finally:
+        sys.path.pop(0)
+    assert example.worker_lost(FutureCancelledError("fit-1", "already forgotten"))
+    assert not example.worker_lost(ValueError("a bad parameter"))
+
+    def dying_search(self, X, y):
+        raise FutureCancelledError("fit-1", "already forgotten")
+
+    monkeypatch.setattr(example.GridSearchCV, "fit", dying_search)
+    with pytest.raises(SystemExit, match="a Dask worker died during the search.*worker's log"):
+        example.main(["--backend", "local", "--n-workers", "1"])

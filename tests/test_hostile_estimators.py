@@ -220,14 +220,15 @@ def test_flat_rows_of_square_images_without_image_shape_warn():
         _small(n_layers=1, max_epochs=1, image_shape=(64, 1, 1)).fit(X[:100], y[:100])
 
 
-def test_set_output_pandas_reaches_the_cnns_transform():
-    pd = pytest.importorskip("pandas")
+@pytest.mark.parametrize("library", ["pandas", "polars"])
+def test_set_output_reaches_the_cnns_transform(library):
+    frames = pytest.importorskip(library)
     X, y = _images()
-    clf = _small().set_output(transform="pandas").fit(X, y)
+    clf = _small().set_output(transform=library).fit(X, y)
     out = clf.transform(X)
-    assert isinstance(out, pd.DataFrame)
+    assert isinstance(out, frames.DataFrame)
     assert list(out.columns) == list(clf.get_feature_names_out())
-    assert isinstance(clf.fit_transform(X, y), pd.DataFrame)
+    assert isinstance(clf.fit_transform(X, y), frames.DataFrame)
     np.testing.assert_array_equal(out.to_numpy(), clf.set_output(transform="default").transform(X))
 
 

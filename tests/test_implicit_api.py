@@ -63,18 +63,19 @@ def _fit(make):
 # --- transformers -----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("library", ["pandas", "polars"])
 @pytest.mark.parametrize("make", ESTIMATORS.values(), ids=ESTIMATORS.keys())
-def test_set_output_pandas_names_the_states(make):
-    pd = pytest.importorskip("pandas")
+def test_set_output_names_the_states(make, library):
+    frames = pytest.importorskip(library)
     est, X = _fit(make)
     names = est.get_feature_names_out()
-    est.set_output(transform="pandas")
+    est.set_output(transform=library)
     out = est.transform(X)
-    assert isinstance(out, pd.DataFrame) and list(out.columns) == list(names)
+    assert isinstance(out, frames.DataFrame) and list(out.columns) == list(names)
     np.testing.assert_array_equal(out.to_numpy(), est.set_output(transform="default").transform(X))
     y = _data()[2] if hasattr(est, "predict_proba") else _data()[1]
-    fitted = make().set_output(transform="pandas").fit_transform(X, y)
-    assert isinstance(fitted, pd.DataFrame) and list(fitted.columns) == list(names)
+    fitted = make().set_output(transform=library).fit_transform(X, y)
+    assert isinstance(fitted, frames.DataFrame) and list(fitted.columns) == list(names)
 
 
 def test_feature_names_say_which_block_a_state_belongs_to():
@@ -403,3 +404,22 @@ def test_projection_on_principal_directions_is_exported_exactly():
     narrow = SequentialImplicitClassifier(n_states=4, n_blocks=2, **FAST).fit(X, y)
     assert narrow._projection is None
     assert "n_components" not in EndToEndImplicitClassifier().get_params()
+
+
+def test_a_fit_that_slows_down_warns_once_on_its_pace(monkeypatch):
+    """The estimate before training can miss (a block's cost grows with the states it
+    reads): the blocks' own times are watched, and a fit whose rest would run past the
+    limit warns once, naming the blocks done and the time left."""
+    clock = iter(np.arange(0.0, 1e6, 100.0))  # every block takes 100 "seconds"
+    monkeypatch.setattr(sequential_module.time, "perf_counter", lambda: float(next(clock)))
+    X, y, _ = _data(n=60)
+    est = SequentialImplicitRegressor(n_states=6, n_blocks=6, solver="lm", max_epochs=2)
+    with pytest.warns(UserWarning, match=r"2 of 6 blocks trained in \d+ s; at this pace") as w:
+        est.fit(X, y)
+    assert sum("at this pace" in str(r.message) for r in w) == 1
+    assert est.n_blocks_fitted_ == 6  # a warning, not a stop
+    # fast blocks: no word
+    monkeypatch.setattr(sequential_module.time, "perf_counter", lambda: 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SequentialImplicitRegressor(n_states=6, n_blocks=6, solver="lm", max_epochs=2).fit(X, y)
