@@ -71,6 +71,8 @@ EXACT_HEAD_MAX_STATES = 256
 DOF_FACTOR = 0.8
 #: Fits estimated to take longer than this (seconds, on one CPU core) warn first.
 SLOW_FIT_SECONDS = 300.0
+#: A fit's pace is judged after this many seconds of training (``_Pace``).
+PACE_AFTER = 30.0
 #: max_epochs="auto": Levenberg-Marquardt iterations per block ...
 LM_ITERATIONS = 100
 #: ... and, for Adam, 11 epochs (measured on MNIST: more epochs per block fit the
@@ -609,28 +611,35 @@ class _Pace:
     """Watches how long the blocks of a fit take and warns, once, when the rest of the fit
     would run past ``SLOW_FIT_SECONDS``: the estimate before training is rough, and a
     block's cost grows with the states it reads, so thousands of blocks slow down as the
-    fit goes on. A block's time is taken as proportional to its input width (the inputs
-    and the states before it)."""
+    fit goes on. A block's time is modelled as ``a + b * width`` (its inputs and the states
+    before it), fitted to the blocks done so far; nothing is said before ``PACE_AFTER``
+    seconds, so a short fit never warns."""
 
     def __init__(self, sizes, n_inputs, stacklevel):
-        self.sizes, self.n_inputs, self.stacklevel = list(sizes), n_inputs, stacklevel
+        self.widths = n_inputs + np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        self.stacklevel = stacklevel
         self.started = self.last = time.perf_counter()
-        self.warned = False
+        self.times, self.warned = [], False
 
     def block_done(self, i: int) -> None:
         now = time.perf_counter()
-        seconds, self.last = now - self.last, now
-        if self.warned or i == 0:  # the first block carries one-off costs (lazy imports)
+        self.times.append(now - self.last)
+        self.last = now
+        elapsed = now - self.started
+        # the first block carries one-off costs (lazy imports, warm-up): left out of the fit
+        if self.warned or elapsed < PACE_AFTER or len(self.times) < 3:
             return
-        width = self.n_inputs + sum(self.sizes[:i])
-        widths = self.n_inputs + np.cumsum(self.sizes)[i:-1]
-        remaining = seconds * float(np.sum(widths)) / width
-        if now - self.started + remaining > SLOW_FIT_SECONDS and remaining > 60:
+        done = self.widths[i - len(self.times) + 2 : i + 1]
+        slope, intercept = np.polyfit(done, self.times[1:], 1) if np.ptp(done) else (0, 0)
+        if not np.ptp(done):
+            intercept = float(np.mean(self.times[1:]))
+        rest = self.widths[i + 1 :]
+        remaining = float(np.sum(max(intercept, 0.0) + max(slope, 0.0) * rest))
+        if elapsed + remaining > SLOW_FIT_SECONDS and remaining > 60:
             self.warned = True
             warnings.warn(
-                f"{i + 1} of {len(self.sizes)} blocks trained in "
-                f"{now - self.started:.0f} s; at this pace the other "
-                f"{len(self.sizes) - i - 1} take about {remaining / 60:.0f} more minutes "
+                f"{i + 1} of {len(self.widths)} blocks trained in {elapsed:.0f} s; at this "
+                f"pace the other {len(rest)} take about {remaining / 60:.0f} more minutes "
                 "(each block reads the states of every block before it, so later blocks "
                 "are slower). An interrupt (Ctrl-C) keeps the finished blocks; fewer, "
                 "larger blocks train faster.",

@@ -132,3 +132,20 @@ if __name__ == "__main__" and "--write" in sys.argv:
     text, start, end = _readme_api()
     README.write_text(text[:start] + _render() + text[end:])
     print("README.md API section written")
+
+
+def test_dev_script_usage_and_its_setup_stamp(capsys, monkeypatch):
+    """``dev.py`` prints its usage for anything but its two commands, and the stamp of a
+    set-up changes with the requirements, so an edit of setup.cfg reinstalls."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("dev", README.parent / "dev.py")
+    dev = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dev)
+    assert dev.main(["deploy"]) == 2 and "python3 dev.py test" in capsys.readouterr().out
+    assert dev.main(["--help"]) == 0
+    before = dev.wanted()
+    monkeypatch.setenv("TORCH", "torch==2.13.0+cpu")
+    assert dev.wanted() != before
+    monkeypatch.delenv("TORCH")
+    assert dev.wanted() == before
