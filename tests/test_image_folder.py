@@ -97,3 +97,18 @@ def test_mean_per_class_accuracy_is_balanced_accuracy():
     y_true = np.array([0, 0, 0, 0, 1, 1])
     y_pred = np.array([0, 0, 0, 0, 0, 1])
     assert balanced_accuracy_score(y_true, y_pred) == pytest.approx((1.0 + 0.5) / 2)
+
+
+def test_image_files_without_pillow_say_how_to_get_it(tmp_path, monkeypatch):
+    """Pillow is an extra: without it, reading image files fails naming the package to
+    install, not with 'No module named PIL' from deep inside, and no file is skipped as
+    unreadable because of it."""
+    import sys
+
+    from sklearn_greedy.datasets import load_image_folder
+
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    monkeypatch.setitem(sys.modules, "PIL", None)
+    with pytest.raises(ImportError, match=r"requires Pillow.*pip install pillow"):
+        load_image_folder(tmp_path)

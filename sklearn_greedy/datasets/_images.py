@@ -30,7 +30,7 @@ def decode_image(source, *, mode: str, size: tuple[int, int] | None = None) -> n
     Raises :class:`UnreadableImage` for anything PIL cannot decode, including an image
     larger than ``PIL.Image.MAX_IMAGE_PIXELS``, which is refused before decoding.
     """
-    from PIL import Image
+    Image = pil_image()
 
     bomb_errors = (Image.DecompressionBombError, Image.DecompressionBombWarning)
     try:
@@ -50,10 +50,23 @@ def decode_image(source, *, mode: str, size: tuple[int, int] | None = None) -> n
         raise UnreadableImage(str(exc) or type(exc).__name__) from exc
 
 
+def pil_image():
+    """``PIL.Image``, or an ImportError that says how to get it: image files need Pillow,
+    which the package does not require (arrays and IDX files do not)."""
+    try:
+        from PIL import Image
+    except ImportError as exc:
+        raise ImportError(
+            "Reading image files requires Pillow; install it with `pip install pillow` "
+            '(or `pip install "sklearn-greedy[images]"`).'
+        ) from exc
+    return Image
+
+
 def _eight_bit(image):
     """16-bit grey images (PNG, TIFF) scaled to 8 bits: PIL's own conversion clips them at
     255, so that every value above 255 would become white."""
-    from PIL import Image
+    Image = pil_image()
 
     if image.mode not in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
         return image
