@@ -1,5 +1,7 @@
 """scikit-learn's own estimator contract, run on small fast configurations."""
 
+import pytest
+from sklearn.utils import estimator_checks
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_greedy import GreedyLayerwiseCNNClassifier
@@ -22,3 +24,42 @@ EXPECTED_FAILED = {
 @parametrize_with_checks([_fast_cnn()], expected_failed_checks=lambda est: EXPECTED_FAILED)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+# scikit-learn runs its set_output checks apart from parametrize_with_checks (its own common
+# tests call them on every transformer): here on every public transformer of this package.
+def _transformers():
+    from sklearn_greedy import (
+        EndToEndImplicitClassifier,
+        EndToEndImplicitRegressor,
+        LayerFeatures,
+        SequentialImplicitClassifier,
+        SequentialImplicitRegressor,
+    )
+
+    fast = dict(max_epochs=2, random_state=0, device="cpu")  # the output's form is checked
+    return [
+        _fast_cnn().set_params(max_epochs=1),
+        SequentialImplicitRegressor(n_states=4, n_blocks=2, **fast),
+        SequentialImplicitClassifier(n_states=4, n_blocks=2, **fast),
+        EndToEndImplicitRegressor(n_states=4, **fast),
+        EndToEndImplicitClassifier(n_states=4, **fast),
+        LayerFeatures(_fast_cnn().set_params(max_epochs=1), layer=1),
+    ]
+
+
+SET_OUTPUT_CHECKS = [
+    "check_set_output_transform",
+    "check_set_output_transform_pandas",
+    "check_global_output_transform_pandas",
+    "check_set_output_transform_polars",
+    "check_global_set_output_transform_polars",
+]
+
+
+@pytest.mark.parametrize("check", SET_OUTPUT_CHECKS)
+@pytest.mark.parametrize("estimator", _transformers(), ids=lambda e: type(e).__name__)
+def test_set_output_checks(estimator, check):
+    library = "polars" if "polars" in check else "pandas"
+    pytest.importorskip(library)
+    getattr(estimator_checks, check)(type(estimator).__name__, estimator)
