@@ -19,6 +19,7 @@ from ._implicit import (
     SequentialImplicitRegressor,
 )
 from ._implicit_presets import implicit_paper_params
+from ._onnx import export_onnx
 from ._plotting import LayerPCADisplay, LayerwiseTrainingDisplay, SeparabilityDisplay
 from ._probing import LayerFeatures, layer_features, separability_scores
 from ._vgg import vgg11_params
@@ -34,6 +35,7 @@ __all__ = [
     "SequentialImplicitClassifier",
     "SequentialImplicitRegressor",
     "cifar10_params",
+    "export_onnx",
     "imagenet_params",
     "implicit_paper_params",
     "layer_features",
