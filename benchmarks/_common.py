@@ -1,4 +1,8 @@
-"""Helpers shared by the benchmark scripts: timing, memory, and the end-to-end baselines."""
+"""Helpers shared by the benchmark scripts: timing, memory, and the end-to-end baselines.
+
+Torch is imported inside the helpers, not here: the scripts import this module at their
+top, and their ``--help`` answers without loading torch.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,17 @@ import platform
 import subprocess
 import time
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
 
 
 def pick_device(name: str) -> torch.device:
     """``--device``: "auto" is CUDA when present, anything else is passed to torch."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -22,11 +29,15 @@ def pick_device(name: str) -> torch.device:
 
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
+        import torch
+
         torch.cuda.synchronize(device)
 
 
 def describe(device: torch.device) -> str:
     """Device, date and commit, for RESULTS.md."""
+    import torch
+
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
     else:
@@ -44,6 +55,8 @@ def describe(device: torch.device) -> str:
 @contextlib.contextmanager
 def peak_memory(device: torch.device, record: dict, key: str = "peak_mib"):
     """Record the peak CUDA memory allocated inside the block (NaN on the CPU)."""
+    import torch
+
     if device.type == "cuda":
         sync(device)
         torch.cuda.reset_peak_memory_stats(device)
@@ -72,6 +85,9 @@ def train_plain_loop(
     seed: int = 0,
 ) -> torch.nn.Module:
     """A hand-written PyTorch training loop: data on the device, index slices, SGD."""
+    import torch
+    import torch.nn.functional as F
+
     gen = torch.Generator(device=X.device).manual_seed(seed)
     opt = torch.optim.SGD(network.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=lr_step, gamma=lr_decay)
@@ -90,6 +106,8 @@ def train_plain_loop(
 
 
 def accuracy(network: torch.nn.Module, X: torch.Tensor, y: np.ndarray, batch: int = 1024) -> float:
+    import torch
+
     network.eval()
     with torch.no_grad():
         pred = torch.cat([network(X[s : s + batch]).argmax(1) for s in range(0, len(X), batch)])

@@ -39,22 +39,20 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
 from _common import accuracy, describe, peak_memory, pick_device, train_plain_loop
 
-from sklearn_greedy import (
-    GreedyLayerwiseCNNClassifier,
-    cifar10_params,
-    parameter_count,
-    vgg11_params,
-)
-from sklearn_greedy.datasets import load_cifar10
-from sklearn_greedy.nn import TrainTimeAugment, augment_crop_flip
+if TYPE_CHECKING:
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
+# torch, scikit-learn and the package are imported where they are used, so that --help
+# answers at once
 
 
 def scaled_params(k: int, args) -> dict:
+    from sklearn_greedy import cifar10_params
+
     params = cifar10_params(k, aux_width=args.aux_width)
     params["max_epochs"] = args.epochs
     params["lr_step"] = max(1, round(15 * args.epochs / 50))
@@ -67,6 +65,10 @@ def scaled_params(k: int, args) -> dict:
 
 
 def fit_greedy(params: dict, data, device) -> tuple[dict, GreedyLayerwiseCNNClassifier]:
+    import numpy as np
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
     X_train, y_train, X_test, y_test = data
     row: dict = {}
     clf = GreedyLayerwiseCNNClassifier(**params)
@@ -81,8 +83,12 @@ def fit_greedy(params: dict, data, device) -> tuple[dict, GreedyLayerwiseCNNClas
 
 def end_to_end(clf, params: dict, data, device, epochs: int, seed: int) -> dict:
     """The greedy model's final network, re-initialised, trained jointly two ways."""
+    import numpy as np
+    import torch
     from skorch import NeuralNetClassifier
     from skorch.callbacks import LRScheduler
+
+    from sklearn_greedy.nn import TrainTimeAugment, augment_crop_flip
 
     X_train, y_train, X_test, y_test = data
     lr_step = max(1, round(15 * epochs / 50))
@@ -153,6 +159,11 @@ def _epochs(full: int, args, per: int = 50) -> int:
 
 def _plain_end_to_end(clf, params: dict, data, device, epochs: int, lr_step: int, seed: int):
     """The greedy model's final network, re-initialised, trained by a plain loop."""
+    import numpy as np
+    import torch
+
+    from sklearn_greedy.nn import augment_crop_flip
+
     X_train, y_train, X_test, y_test = data
     network = clf.to_torch(pretrained=False, random_state=seed).to(device)
     row: dict = {"params": sum(p.numel() for p in network.parameters())}
@@ -170,6 +181,10 @@ def _plain_end_to_end(clf, params: dict, data, device, epochs: int, lr_step: int
 
 def table1_rows(args, data, device) -> dict:
     """Table 1: k=3, then the last step refitted with final auxiliaries of other widths."""
+    import numpy as np
+
+    from sklearn_greedy import parameter_count
+
     X_train, y_train, X_test, y_test = data
     params = scaled_params(3, args)
     row, clf = fit_greedy(params, data, device)
@@ -191,6 +206,8 @@ def table1_rows(args, data, device) -> dict:
 
 def compression_rows(args, data, device) -> dict:
     """Sec. 4.3 compression beside the paper's end-to-end baseline of the same network."""
+    from sklearn_greedy import parameter_count
+
     M, kept = _scaled_width(128, args), _scaled_width(64, args)
     fine = _epochs(20, args)
     params = dict(
@@ -209,6 +226,8 @@ def compression_rows(args, data, device) -> dict:
 
 def vgg_rows(args, data, device) -> dict:
     """VGG-11 (vgg11_bn, as the reference code) greedy, and end to end, same schedule."""
+    from sklearn_greedy import cifar10_params, parameter_count, vgg11_params
+
     params = vgg11_params(batch_norm=True)
     params.update(
         width=_scaled_width(64, args), max_width=_scaled_width(512, args),
@@ -229,6 +248,8 @@ def vgg_rows(args, data, device) -> dict:
 def decoupled_rows(args, data, device) -> dict:
     """k=3 trained sequentially (the paper), decoupled (all layers at once), and decoupled
     with each of ``--decoupled-delays`` epochs between the layers' starts."""
+    from sklearn_greedy import parameter_count
+
     rows = {}
     variants = [("sequential", 0)] + [("decoupled", d) for d in [0, *args.decoupled_delays]]
     for mode, delay in variants:
@@ -256,10 +277,13 @@ def print_table(rows: dict) -> None:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data-dir", required=True,
+        help="CIFAR-10 as python batches, an image folder or the JPEG .tar.gz",
+    )  # fmt: skip
     parser.add_argument("--configs", default="1,2,3", help="comma-separated k values")
-    parser.add_argument("--epochs", type=int, default=50, help="epochs per layer")
+    parser.add_argument("--epochs", type=int, default=50, help="epochs per layer (default 50)")
     parser.add_argument(
         "--e2e-epochs",
         type=int,
@@ -267,10 +291,19 @@ def main(argv=None):
         help="epochs of the end-to-end baselines (default: J x --epochs, the budget of "
         "all greedy stages together, with the same schedule over it)",
     )
-    parser.add_argument("--max-per-class", type=int, default=None, help="training subset")
-    parser.add_argument("--test-max-per-class", type=int, default=None)
-    parser.add_argument("--width-scale", type=float, default=1.0)
-    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument(
+        "--max-per-class", type=int, default=None,
+        help="training images per class (default: all 5,000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--test-max-per-class", type=int, default=None,
+        help="test images per class (default: all 1,000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--width-scale", type=float, default=1.0,
+        help="multiply every width by this (default 1: the paper's widths)",
+    )  # fmt: skip
+    parser.add_argument("--no-baselines", action="store_true", help="skip the end-to-end baselines")
     parser.add_argument("--table6", action="store_true", help="downsampling operators, k=1")
     parser.add_argument("--table1", action="store_true", help="k=3, final auxiliary refit")
     parser.add_argument(
@@ -288,8 +321,10 @@ def main(argv=None):
         "--aux-width", type=int, default=256,
         help="M~ of k=2, 3 (default 256, the paper's text; 128 is the authors' script).",
     )  # fmt: skip
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--device", default="auto", help="torch device; auto: CUDA when present (default)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random_state of every fit (default 0)")
     parser.add_argument(
         "--cpu-scale", action="store_true",
         help="all 60,000 images at CPU scale, resumable (options of benchmarks/cifar10_cpu.py).",
@@ -300,6 +335,8 @@ def main(argv=None):
 
         return cifar10_cpu.main([a for a in argv if a != "--cpu-scale"])
     args = parser.parse_args(argv)
+    from sklearn_greedy.datasets import load_cifar10
+
     device = pick_device(args.device)
 
     X_train, y_train = load_cifar10(args.data_dir, "train", max_per_class=args.max_per_class)

@@ -26,14 +26,13 @@ from __future__ import annotations
 import argparse
 import platform
 import time
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
+if TYPE_CHECKING:
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
 
-from sklearn_greedy import GreedyLayerwiseCNNClassifier
+# torch, scikit-learn and the package are imported where they are used, so that --help
+# answers at once
 
 
 def timed_fit(estimator, X, y):
@@ -44,6 +43,7 @@ def timed_fit(estimator, X, y):
 
 def skorch_end_to_end(greedy: GreedyLayerwiseCNNClassifier, seed: int):
     """The greedy model's final network, re-initialised, as a skorch classifier."""
+    import torch
     from skorch import NeuralNetClassifier
     from skorch.callbacks import LRScheduler
 
@@ -73,9 +73,18 @@ def skorch_end_to_end(greedy: GreedyLayerwiseCNNClassifier, seed: int):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..seeds-1")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="seeds 0..seeds-1 of the splits and models"
+    )
     args = parser.parse_args(argv)
+    import numpy as np
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
 
     X, y = load_digits(return_X_y=True)
     print(

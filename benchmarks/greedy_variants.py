@@ -35,20 +35,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import math
 import statistics
 import time
 
-import numpy as np
-import torch
 from _common import describe
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
-from sklearn_greedy import (
-    GreedyLayerwiseCNNClassifier,
-    cifar10_params,
-    parameter_count,
-)
+# numpy, torch, scikit-learn and the package are imported where they are used, so that
+# --help answers at once
 
 
 class Report:
@@ -72,7 +66,7 @@ class Report:
             f"{'fit s':>7} {'train s':>7}"
         )
         for data, variant, J, augment, acc, secs, train in self.rows:
-            secs, train = ("-" if np.isnan(v) else f"{v:.1f}" for v in (secs, train))
+            secs, train = ("-" if math.isnan(v) else f"{v:.1f}" for v in (secs, train))
             print(
                 f"{data:<22} {variant:<48} {J:>2} {augment!s:>8} {acc:>9.4f} {secs:>7} {train:>7}"
             )
@@ -82,6 +76,8 @@ class Report:
 
 
 def fit_timed(params: dict, data):
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
     X_train, y_train, X_test, y_test = data
     clf = GreedyLayerwiseCNNClassifier(**params)
     start, cpu = time.perf_counter(), time.process_time()
@@ -102,6 +98,7 @@ def layer_flops(clf, X, batch_size: int) -> tuple[list[int], list[int]]:
     """Per layer of the fitted ``clf``, counted by torch's FlopCounterMode on one training
     batch of ``X``: its forward pass alone (as a frozen prefix), and its stage (layer and
     head, forward and backward, as training computes them)."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     model = copy.deepcopy(clf.model_).train().requires_grad_(True)
@@ -140,6 +137,8 @@ def decoupled_vs_sequential(report: Report, name: str, params: dict, data, seeds
                             delays=(0,)):  # fmt: skip
     """Sequential and decoupled (with each of ``delays``) at equal epochs per layer,
     alternating, after a warm-up fit of each."""
+    import numpy as np
+
     variants = {"sequential": dict(training="sequential")}
     for delay in delays:
         label = "decoupled" + (f", delay {delay}" if delay else "")
@@ -187,6 +186,8 @@ def equal_time(report: Report, name, params: dict, data, seeds: int, ratio: floa
     """Decoupled again with the epochs that fit in sequential's wall time (its schedule
     stretched alike): decoupled pays for one layer-pass per batch where sequential pays
     for the frozen prefix too, and spends the difference on more epochs."""
+    import numpy as np
+
     epochs = int(params["max_epochs"] / ratio)
     stretched = dict(params, training="decoupled", max_epochs=epochs)
     if params.get("lr_step"):
@@ -203,6 +204,10 @@ def equal_time(report: Report, name, params: dict, data, seeds: int, ratio: floa
 
 def compression(report: Report, name: str, params: dict, target: int, fine: int, data, seeds):
     """The compressed network beside the same one trained without compression."""
+    import numpy as np
+
+    from sklearn_greedy import parameter_count
+
     kinds = {"uncompressed": {}, "compressed": dict(prune_to=target, prune_epochs=fine)}
     acc = {kind: [] for kind in kinds}
     widths, size = {}, {}
@@ -224,6 +229,8 @@ def compression(report: Report, name: str, params: dict, target: int, fine: int,
 
 
 def refit(report: Report, name: str, params: dict, final_aux_width: int, data):
+    import torch
+
     X_train, y_train, X_test, y_test = data
     clf, _, before = fit_timed(params, data)
     modules = list(clf.model_.layers) + list(clf.model_.heads)
@@ -253,6 +260,8 @@ def refit(report: Report, name: str, params: dict, final_aux_width: int, data):
 
 
 def cifar_params(k: int, epochs: int, scale: float) -> dict:
+    from sklearn_greedy import cifar10_params
+
     params = cifar10_params(k)
     params.update(max_epochs=epochs, lr_step=max(1, round(15 * epochs / 50)), device="cpu")
     params["width"] = max(1, round(params["width"] * scale))
@@ -262,14 +271,22 @@ def cifar_params(k: int, epochs: int, scale: float) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=None, help="CIFAR-10; without it digits only")
     parser.add_argument("--seeds", type=int, default=3, help="seeds on digits")
-    parser.add_argument("--digits-epochs", type=int, default=12)
-    parser.add_argument("--cifar-per-class", type=int, default=150)
-    parser.add_argument("--cifar-test-per-class", type=int, default=100)
+    parser.add_argument(
+        "--digits-epochs", type=int, default=12, help="epochs per layer on digits (default 12)"
+    )
+    parser.add_argument(
+        "--cifar-per-class", type=int, default=150,
+        help="CIFAR-10 training images per class (default 150)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--cifar-test-per-class", type=int, default=100,
+        help="CIFAR-10 test images per class (default 100)",
+    )  # fmt: skip
     parser.add_argument("--cifar-epochs", type=int, default=8, help="per layer (paper: 50)")
-    parser.add_argument("--cifar-seeds", type=int, default=3)
+    parser.add_argument("--cifar-seeds", type=int, default=3, help="seeds on CIFAR-10")
     parser.add_argument("--width-scale", type=float, default=0.125, help="CIFAR widths")
     parser.add_argument(
         "--compression-width-scale", type=float, default=0.25, help="CIFAR, compression rows"
@@ -279,6 +296,10 @@ def main(argv=None):
         "--delay", type=int, default=2, help="decoupled_delay of the J=5 rows' second variant"
     )
     args = parser.parse_args(argv)
+    import torch
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     print(describe(torch.device("cpu")))
     report = Report()
 

@@ -34,17 +34,8 @@ import time
 import warnings
 from datetime import datetime, timezone
 
-import numpy as np
-import torch
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.neural_network import MLPClassifier
-
-from sklearn_greedy import (
-    EndToEndImplicitClassifier,
-    SequentialImplicitClassifier,
-    implicit_paper_params,
-)
-from sklearn_greedy.datasets import load_mnist
+# numpy, torch, scikit-learn and the package are imported where they are used, so that
+# --help answers at once
 
 FFN = "FFN 784-64-32-16-10 (MLPClassifier)"
 DEFAULTS = "implicit blockwise (defaults)"
@@ -53,6 +44,10 @@ PAPER = "implicit blockwise (paper: Algorithm 1, 200 epochs/block, Adam 0.001)"
 
 def load(data_dir, name, max_train=None, seed=0):
     """Flat float32 pixels in [0, 1]: ``X, y, X_test, y_test``."""
+    import numpy as np
+
+    from sklearn_greedy.datasets import load_mnist
+
     X, y = load_mnist(os.path.join(data_dir, name), kind="train")
     X_test, y_test = load_mnist(os.path.join(data_dir, name), kind="test")
     if max_train and max_train < len(X):
@@ -66,6 +61,15 @@ def load(data_dir, name, max_train=None, seed=0):
 
 
 def models(args):
+    """``{name: make()}``: the rows that ``args`` asks for."""
+    from sklearn.neural_network import MLPClassifier
+
+    from sklearn_greedy import (
+        EndToEndImplicitClassifier,
+        SequentialImplicitClassifier,
+        implicit_paper_params,
+    )
+
     table = {
         DEFAULTS: lambda: SequentialImplicitClassifier(n_states=32, n_blocks=16, random_state=0),
         FFN: lambda: MLPClassifier(
@@ -89,16 +93,36 @@ def models(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--datasets", default="mnist,fashion-mnist")
-    parser.add_argument("--max-train", type=int, default=None)
-    parser.add_argument("--mlp-epochs", type=int, default=200)
-    parser.add_argument("--end-to-end", action="store_true")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data-dir", required=True,
+        help="folder holding mnist/ and fashion-mnist/ with the IDX files",
+    )  # fmt: skip
+    parser.add_argument(
+        "--datasets", default="mnist,fashion-mnist",
+        help="comma-separated subfolders of --data-dir (default mnist,fashion-mnist)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--max-train", type=int, default=None,
+        help="random training subset of this size (default: all 60,000 images)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mlp-epochs", type=int, default=200, help="epochs of the FFN (default 200, the paper's)"
+    )
+    parser.add_argument(
+        "--end-to-end", action="store_true", help="add the end-to-end implicit baseline"
+    )
     parser.add_argument("--paper", action="store_true", help="add the paper's method")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="torch threads (default: the estimators' automatic choice)",
+    )  # fmt: skip
     parser.add_argument("--seeds", default="0,1,2", help="random_state of the defaults row")
     args = parser.parse_args(argv)
+    import numpy as np
+    import torch
+    from sklearn.exceptions import ConvergenceWarning
+
     seeds = [int(s) for s in args.seeds.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -22,36 +22,38 @@ import time
 import warnings
 from datetime import datetime, timezone
 
-import numpy as np
-import torch
-from sklearn.datasets import load_diabetes, make_friedman1
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import Ridge
-from sklearn.model_selection import cross_val_score
-from sklearn.neural_network import MLPRegressor
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
+# numpy, torch, scikit-learn and the package are imported where they are used, so that
+# --help answers at once
 
-from sklearn_greedy import EndToEndImplicitRegressor, SequentialImplicitRegressor
 
-MODELS = {
-    "implicit sequential (defaults)": lambda: SequentialImplicitRegressor(random_state=0),
-    "implicit sequential (adam)": lambda: SequentialImplicitRegressor(
-        solver="adam", random_state=0
-    ),
-    "implicit sequential (alternating)": lambda: SequentialImplicitRegressor(
-        solver="alternating", random_state=0
-    ),
-    "implicit end-to-end (defaults)": lambda: EndToEndImplicitRegressor(random_state=0),
-    "Ridge": Ridge,
-    "MLPRegressor": lambda: make_pipeline(
-        StandardScaler(), MLPRegressor(max_iter=2000, random_state=0)
-    ),
-}
+def models() -> dict:
+    """``{name: make()}``, every model of the module's docstring, in its order."""
+    from sklearn.linear_model import Ridge
+    from sklearn.neural_network import MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_greedy import EndToEndImplicitRegressor, SequentialImplicitRegressor
+
+    return {
+        "implicit sequential (defaults)": lambda: SequentialImplicitRegressor(random_state=0),
+        "implicit sequential (adam)": lambda: SequentialImplicitRegressor(
+            solver="adam", random_state=0
+        ),
+        "implicit sequential (alternating)": lambda: SequentialImplicitRegressor(
+            solver="alternating", random_state=0
+        ),
+        "implicit end-to-end (defaults)": lambda: EndToEndImplicitRegressor(random_state=0),
+        "Ridge": Ridge,
+        "MLPRegressor": lambda: make_pipeline(
+            StandardScaler(), MLPRegressor(max_iter=2000, random_state=0)
+        ),
+    }
 
 
 def datasets(n_friedman=500):
+    from sklearn.datasets import load_diabetes, make_friedman1
+
     return {
         "diabetes": load_diabetes(return_X_y=True),
         "friedman1": make_friedman1(n_samples=n_friedman, noise=1.0, random_state=0),
@@ -59,14 +61,23 @@ def datasets(n_friedman=500):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="all", help="comma-separated name prefixes")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--n-friedman", type=int, default=500)
+    parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (default 1)")
+    parser.add_argument(
+        "--n-friedman", type=int, default=500, help="samples of Friedman #1 (default 500)"
+    )
     args = parser.parse_args(argv)
+    import numpy as np
+    import torch
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import cross_val_score
+    from threadpoolctl import threadpool_limits
+
+    make = models()
     names = [
         n
-        for n in MODELS
+        for n in make
         if args.models == "all" or any(n.startswith(p.strip()) for p in args.models.split(","))
     ]
     torch.set_num_threads(args.threads)
@@ -76,7 +87,7 @@ def main(argv=None):
         for data_name, (X, y) in datasets(args.n_friedman).items():
             for name in names:
                 start = time.perf_counter()
-                scores = cross_val_score(MODELS[name](), X, y, cv=5)
+                scores = cross_val_score(make[name](), X, y, cv=5)
                 seconds = (time.perf_counter() - start) / 5
                 rows.append((data_name, name, scores, seconds))
                 print(f"{data_name} | {name} | {np.round(scores, 2)}", flush=True)

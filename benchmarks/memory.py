@@ -20,17 +20,21 @@ Usage::
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
 from _common import describe, pick_device
-from torch import nn
 
-from sklearn_greedy import cifar10_params
-from sklearn_greedy.nn import AuxiliaryClassifier, GreedyLayer, layer_plan
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+# torch and the package are imported where they are used, so that --help answers at once
 
 
 def build(width: int, n_classes: int = 10):
+    from sklearn_greedy import cifar10_params
+    from sklearn_greedy.nn import AuxiliaryClassifier, GreedyLayer, layer_plan
+
     params = cifar10_params(1)
     plan = layer_plan(3, params["n_layers"], width, "invertible", params["downsample_at"])
     layers = [GreedyLayer(s.in_channels, s.out_channels, s.downsample, False) for s in plan]
@@ -40,6 +44,8 @@ def build(width: int, n_classes: int = 10):
 
 def counted_bytes(frozen: list, trainable: nn.Module, x: torch.Tensor) -> int:
     """Meta-device count: trainable state x3 (weights, grads, momentum) + activations."""
+    import torch
+
     state = 3 * sum(p.numel() * p.element_size() for p in trainable.parameters())
     with torch.no_grad():
         for layer in frozen:
@@ -63,6 +69,9 @@ def counted_bytes(frozen: list, trainable: nn.Module, x: torch.Tensor) -> int:
 
 def measured_bytes(frozen: list, trainable: nn.Module, x: torch.Tensor) -> int:
     """CUDA: peak allocated during one SGD step, minus what was there before."""
+    import torch
+    import torch.nn.functional as F
+
     device = x.device
     opt = torch.optim.SGD(trainable.parameters(), lr=0.01, momentum=0.9)
     y = torch.zeros(x.shape[0], dtype=torch.long, device=device)
@@ -84,6 +93,9 @@ def measured_bytes(frozen: list, trainable: nn.Module, x: torch.Tensor) -> int:
 
 def peaks(width: int, batch_size: int, device: torch.device) -> tuple[int, int]:
     """(greedy peak over stages, end-to-end peak) in bytes."""
+    import torch
+    from torch import nn
+
     meta = device.type != "cuda"
     where = torch.device("meta") if meta else device
     measure = counted_bytes if meta else measured_bytes
@@ -101,6 +113,8 @@ def peaks(width: int, batch_size: int, device: torch.device) -> tuple[int, int]:
 
 def largest_width(budget: int, batch_size: int, device, which: int, hi: int = 4096) -> int:
     """Largest M (a multiple of 8) whose peak fits the budget, by bisection."""
+    import torch
+
     lo = 0
     while hi - lo > 8:
         mid = (lo + hi) // 16 * 8
@@ -113,11 +127,19 @@ def largest_width(budget: int, batch_size: int, device, which: int, hi: int = 40
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--width", type=int, default=256, help="M of the k=1 network")
-    parser.add_argument("--budget-gib", type=float, default=16.0)
-    parser.add_argument("--device", default="auto")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="images of a training step (default 256)"
+    )
+    parser.add_argument("--width", type=int, default=256, help="M of the k=1 network (default 256)")
+    parser.add_argument(
+        "--budget-gib", type=float, default=16.0,
+        help="memory budget of the largest-width search, in GiB (default 16)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--device", default="auto",
+        help="torch device; auto: CUDA when present, else counted on the meta device",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     device = pick_device(args.device)
     how = "measured on CUDA" if device.type == "cuda" else "counted on the meta device"

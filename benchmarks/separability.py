@@ -28,16 +28,17 @@ import argparse
 import platform
 import time
 
-import numpy as np
-import torch
-from sklearn.datasets import load_digits
-
-from sklearn_greedy import GreedyLayerwiseCNNClassifier, cifar10_params, separability_scores
+# numpy, torch, scikit-learn and the package are imported where they are used, so that
+# --help answers at once
 
 
 def load_data(args):
     """(X_train, y_train, X_test, y_test, estimator params, description)."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
     if args.full:
+        from sklearn_greedy import cifar10_params
         from sklearn_greedy.datasets import load_cifar10
 
         X, y = load_cifar10(args.data_dir, kind="train")
@@ -67,17 +68,35 @@ def load_data(args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=None)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data-dir", default=None,
+        help="Fashion-MNIST's IDX files, or CIFAR-10 with --full (default: digits)",
+    )  # fmt: skip
     parser.add_argument("--full", action="store_true", help="the paper's CIFAR-10 setting")
-    parser.add_argument("--n-train", type=int, default=2000)
-    parser.add_argument("--n-test", type=int, default=1000)
-    parser.add_argument("--seeds", type=int, default=2)
-    parser.add_argument("--probes", nargs="+", default=["linear"])
-    parser.add_argument("--probe-epochs", type=int, default=10)
+    parser.add_argument(
+        "--n-train", type=int, default=2000, help="Fashion-MNIST training images (default 2000)"
+    )
+    parser.add_argument(
+        "--n-test", type=int, default=1000, help="Fashion-MNIST test images (default 1000)"
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=2, help="fits, with random_state 0..seeds-1 (default 2)"
+    )
+    parser.add_argument(
+        "--probes", nargs="+", default=["linear"],
+        help="probes of each layer: linear, cnn1, cnn2... (default linear)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--probe-epochs", type=int, default=10, help="epochs of each CNN probe (default 10)"
+    )
     args = parser.parse_args(argv)
     if args.full and not args.data_dir:
         parser.error("--full needs --data-dir with CIFAR-10")
+    import numpy as np
+    import torch
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier, separability_scores
 
     X, y, X_test, y_test, params, description = load_data(args)
     device = "cuda" if torch.cuda.is_available() else "cpu"

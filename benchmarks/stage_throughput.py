@@ -22,15 +22,21 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import TYPE_CHECKING
 
-import torch
 from _common import describe, pick_device, sync, train_plain_loop
 
-from sklearn_greedy import GreedyLayerwiseCNNClassifier
-from sklearn_greedy.nn import AuxiliaryClassifier, GreedyLayer
+if TYPE_CHECKING:
+    import torch
+
+# torch and the package are imported where they are used, so that --help answers at once
 
 
 def make_stage(width: int, k: int, n_classes: int, device) -> torch.nn.Module:
+    import torch
+
+    from sklearn_greedy.nn import AuxiliaryClassifier, GreedyLayer
+
     torch.manual_seed(0)
     stage = torch.nn.Sequential(
         GreedyLayer(3, width, None, batch_norm=True),
@@ -56,16 +62,28 @@ def per_epoch(fns: dict, device, epochs: int, repeats: int) -> dict:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=50000)
-    parser.add_argument("--side", type=int, default=32)
-    parser.add_argument("--width", type=int, default=128)
-    parser.add_argument("--k", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--device", default="auto")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--n", type=int, default=50000, help="synthetic images of the stage (default 50000)"
+    )
+    parser.add_argument("--side", type=int, default=32, help="image height and width (default 32)")
+    parser.add_argument("--width", type=int, default=128, help="width of the layer (default 128)")
+    parser.add_argument("--k", type=int, default=3, help="depth of the auxiliary head (default 3)")
+    parser.add_argument("--batch-size", type=int, default=128, help="batch size (default 128)")
+    parser.add_argument(
+        "--epochs", type=int, default=2, help="timed epochs of each path per turn (default 2)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="turns; the best one counts (default 3)"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="torch device; auto: CUDA when present (default)"
+    )
     args = parser.parse_args(argv)
+    import torch
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
     device = pick_device(args.device)
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(args.n, 3, args.side, args.side, generator=gen).to(device)

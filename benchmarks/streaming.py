@@ -172,13 +172,17 @@ def markdown(result: dict) -> str:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cifar-dir", help="the extracted CIFAR-10 JPEG folder (train/, test/)")
     parser.add_argument("--n", type=int, default=2500, help="images of the small folders")
-    parser.add_argument("--large-size", type=int, default=96)
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument(
+        "--large-size", type=int, default=96, help="side of the generated PNG images (default 96)"
+    )
+    parser.add_argument("--width", type=int, default=32, help="width of every layer (default 32)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs per layer (default 1)")
+    parser.add_argument(
+        "--workers", type=int, default=0, help="DataLoader workers of the streamed fits (default 0)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny generated folders only")
     parser.add_argument("--out", help="write the JSON and markdown here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)

@@ -26,14 +26,10 @@ import os
 import time
 import warnings
 
-import numpy as np
-import torch
 from _common import describe
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier
 
-from sklearn_greedy import GreedyLayerwiseCNNClassifier
+# numpy, torch, scikit-learn and the package are imported where they are used, so that
+# --help answers at once
 
 
 def _spin(stop):
@@ -51,6 +47,13 @@ def _best_seconds(fit, repeats: int) -> float:
 
 
 def _jobs(n_threads_all: int):
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
     X, y = load_digits(return_X_y=True)
     X_train, X_test, y_train, y_test = train_test_split(
         X, y, test_size=0.25, stratify=y, random_state=0
@@ -97,10 +100,14 @@ def _measure(jobs, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="fits of each job; the best one counts (default 3)"
+    )
     parser.add_argument("--no-busy", action="store_true", help="skip the busy-machine run")
     args = parser.parse_args(argv)
+    import torch
+
     n_all = torch.get_num_threads()
     jobs, scores = _jobs(n_all)
     runs = {"idle": _measure(jobs, args.repeats)}
