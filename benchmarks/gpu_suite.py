@@ -128,15 +128,40 @@ from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from _common import sync
-from PIL import Image
-from torch import nn
 
-from sklearn_greedy import GreedyLayerwiseCNNClassifier, cifar10_params, imagenet_params
-from sklearn_greedy.datasets import (
+# ---------------------------------------------------------------------------- command line
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", help="CIFAR-10: the JPEG .tar.gz, an image folder, batches")
+    parser.add_argument("--out", required=True, help="folder for gpu_suite-<date>.json and .md")
+    parser.add_argument("--budget-s", type=float, default=420.0, help="wall-clock seconds")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument(
+        "--scale", action="store_true", help="also parts e and f: streaming, ImageNet shapes"
+    )
+    parser.add_argument("--commit", help="commit of the tree (default: from git, if present)")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    # read before torch, scikit-learn and the package are imported (seconds), so that
+    # --help and a mistyped option answer at once; main() reads it again
+    parse_args(sys.argv[1:])
+
+# the parts below use these throughout; the tests import this module whole
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from _common import sync  # noqa: E402
+from PIL import Image  # noqa: E402
+from torch import nn  # noqa: E402
+
+from sklearn_greedy import (  # noqa: E402
+    GreedyLayerwiseCNNClassifier,
+    cifar10_params,
+    imagenet_params,
+)
+from sklearn_greedy.datasets import (  # noqa: E402
     CIFAR10_CLASSES,
     ImageFolderDataset,
     SliceDataset,
@@ -1320,19 +1345,6 @@ def _imagenet_table(report: dict) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- main
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="CIFAR-10: the JPEG .tar.gz, an image folder, batches")
-    parser.add_argument("--out", required=True, help="folder for gpu_suite-<date>.json and .md")
-    parser.add_argument("--budget-s", type=float, default=420.0, help="wall-clock seconds")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
-    parser.add_argument(
-        "--scale", action="store_true", help="also parts e and f: streaming, ImageNet shapes"
-    )
-    parser.add_argument("--commit", help="commit of the tree (default: from git, if present)")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> dict:
     """Run the suite; return the report that was written (``wall_s`` counts from here, after
     the imports)."""
