@@ -30,18 +30,18 @@ import argparse
 import os
 import time
 
-import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-
-from sklearn_greedy import GreedyLayerwiseCNNClassifier
-
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--devices", default="cpu,cpu", help="comma-separated devices")
     parser.add_argument("--torchrun", action="store_true", help="started by torchrun")
     args = parser.parse_args(argv)
+    # imported after the arguments are read, so that --help answers at once
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
 
     X, y = load_digits(return_X_y=True)
     X = (X.reshape(-1, 1, 8, 8) / 16).astype(np.float32)

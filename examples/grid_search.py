@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.frozen import FrozenEstimator
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, train_test_split
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-
-from sklearn_greedy import GreedyLayerwiseCNNClassifier, LayerFeatures
-
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel fits of the search")
     args = parser.parse_args(argv)
+    # imported after the arguments are read, so that --help answers at once
+    from sklearn.datasets import load_digits
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, train_test_split
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier, LayerFeatures
+
     X, y = load_digits(return_X_y=True)
     X = X.reshape(-1, 1, 8, 8) / 16
     X_train, X_test, y_train, y_test = train_test_split(X, y, stratify=y, random_state=0)
@@ -50,5 +50,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=4)
     main()

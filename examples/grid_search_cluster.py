@@ -41,18 +41,13 @@ import argparse
 import contextlib
 import time
 
-import joblib
-import numpy as np
-import torch
-from sklearn.base import clone
-from sklearn.datasets import load_digits
-from sklearn.model_selection import GridSearchCV, train_test_split
-
-from sklearn_greedy import GreedyLayerwiseCNNClassifier
+# joblib, torch, scikit-learn and the package are imported where they are used, so that
+# --help answers at once
 
 
 def dask_backend(args, stack: contextlib.ExitStack) -> dict:
     """Connect to ``--scheduler`` or start a local cluster; the backend's arguments."""
+    import torch
     from dask.distributed import Client, LocalCluster
 
     if args.scheduler:
@@ -120,6 +115,8 @@ def worker_lost(error: BaseException) -> bool:
 def fit_on_a_worker(estimator, X, y):
     """``estimator`` fitted by the active joblib backend: on a worker, not in this process
     (where GridSearchCV's refit would train), then sent back here by pickle."""
+    import joblib
+
     return joblib.Parallel()([joblib.delayed(estimator.fit)(X, y)])[0]
 
 
@@ -131,7 +128,12 @@ def main(argv=None):
         epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--backend", choices=["dask", "ray", "local"], default="dask")
+    parser.add_argument(
+        "--backend",
+        choices=["dask", "ray", "local"],
+        default="dask",
+        help="where the fits run: a Dask or Ray cluster, or local loky processes (default dask)",
+    )
     parser.add_argument(
         "--scheduler",
         metavar="ADDRESS",
@@ -152,6 +154,14 @@ def main(argv=None):
         help="Ray: GPUs each fit reserves (default: 1 if this machine has a GPU, else 0)",
     )
     args = parser.parse_args(argv)
+    import joblib
+    import torch
+    from sklearn.base import clone
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import GridSearchCV, train_test_split
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
     if args.gpus_per_fit is None:
         args.gpus_per_fit = 1 if torch.cuda.is_available() else 0
 
@@ -198,5 +208,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=4)
     main()

@@ -12,28 +12,28 @@ from __future__ import annotations
 
 import argparse
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
-
-from sklearn_greedy import (  # noqa: E402
-    GreedyLayerwiseCNNClassifier,
-    LayerwiseTrainingDisplay,
-    SeparabilityDisplay,
-)
-
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("output", help="where to save the figure (.png, .pdf...)")
-    parser.add_argument("--n-layers", type=int, default=4)
-    parser.add_argument("--max-epochs", type=int, default=8)
+    parser.add_argument("--n-layers", type=int, default=4, help="layers of the network (default 4)")
+    parser.add_argument(
+        "--max-epochs", type=int, default=8, help="training epochs per layer (default 8)"
+    )
     args = parser.parse_args(argv)
+    # imported after the arguments are read, so that --help answers at once
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from sklearn_greedy import (
+        GreedyLayerwiseCNNClassifier,
+        LayerwiseTrainingDisplay,
+        SeparabilityDisplay,
+    )
 
     X, y = load_digits(return_X_y=True)
     X = X.reshape(-1, 1, 8, 8) / 16
@@ -73,5 +73,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    np.set_printoptions(precision=4)
     main()

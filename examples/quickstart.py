@@ -11,17 +11,17 @@ Usage::
 import argparse
 import time
 
-import numpy as np
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-
-from sklearn_greedy import GreedyLayerwiseCNNClassifier
-
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--random-state", type=int, default=0, help="split and model seed")
     args = parser.parse_args(argv)
+    # imported after the arguments are read, so that --help answers at once
+    import numpy as np
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
 
     X, y = load_digits(return_X_y=True)  # 8x8 grey images, flattened to 64 features
     X_train, X_test, y_train, y_test = train_test_split(

@@ -24,21 +24,19 @@ import argparse
 import os
 import tempfile
 import warnings
+from typing import TYPE_CHECKING
 
-import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import balanced_accuracy_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+if TYPE_CHECKING:
+    import numpy as np
 
-from sklearn_greedy import GreedyLayerwiseCNNClassifier, layer_features
-from sklearn_greedy.datasets import load_image_folder, per_class_split
+# numpy, scikit-learn and the package are imported where they are used, so that --help
+# answers at once
 
 
 def _pattern(kind: str, h: int, w: int, rng, noise: float = 0.15) -> np.ndarray:
     """A noisy grey pattern in [0, 1] that identifies a synthetic class."""
+    import numpy as np
+
     r, c = np.mgrid[0:h, 0:w] / max(h, w)
     period = rng.uniform(0.15, 0.3)
     base = {
@@ -55,6 +53,7 @@ def _pattern(kind: str, h: int, w: int, rng, noise: float = 0.15) -> np.ndarray:
 
 def make_demo_folders(root: str, n_per_class: int = 40, seed: int = 0) -> tuple[str, str]:
     """Two small folders with Caltech-101's quirks: odd sizes, grey and colour mixed."""
+    import numpy as np
     from PIL import Image
 
     rng = np.random.RandomState(seed)
@@ -85,6 +84,17 @@ def transfer_scores(
     cnn, X, y, *, n_per_class=30, n_splits=10, n_components=500, random_state=0
 ) -> dict[int, np.ndarray]:
     """Mean per-class accuracy of each layer over the splits: ``{layer: scores}``."""
+    import numpy as np
+    from sklearn.decomposition import PCA
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from sklearn_greedy import layer_features
+    from sklearn_greedy.datasets import per_class_split
+
     splits = list(per_class_split(y, n_per_class, n_splits=n_splits, random_state=random_state))
     results = {}
     for layer in range(1, cnn.n_layers_fitted_ + 1):
@@ -109,21 +119,39 @@ def transfer_scores(
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source-dir")
-    parser.add_argument("--target-dir")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--source-dir", help="image folder (root/<class>/<image>) the network is trained on"
+    )
+    parser.add_argument(
+        "--target-dir", help="image folder (root/<class>/<image>) the features are scored on"
+    )
     parser.add_argument("--demo", action="store_true", help="generate tiny folders and run")
     parser.add_argument("--size", type=int, default=32, help="images are resized to size x size")
-    parser.add_argument("--n-per-class", type=int, default=30)
-    parser.add_argument("--n-splits", type=int, default=10)
-    parser.add_argument("--n-components", type=int, default=500)
-    parser.add_argument("--n-layers", type=int, default=4)
-    parser.add_argument("--width", type=int, default=64)
-    parser.add_argument("--max-epochs", type=int, default=12)
-    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument(
+        "--n-per-class", type=int, default=30,
+        help="target training images per class; the rest test (default 30)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--n-splits", type=int, default=10, help="random splits of the target (default 10)"
+    )
+    parser.add_argument(
+        "--n-components", type=int, default=500,
+        help="PCA components at most, before the logistic regression (default 500)",
+    )  # fmt: skip
+    parser.add_argument("--n-layers", type=int, default=4, help="layers of the network (default 4)")
+    parser.add_argument("--width", type=int, default=64, help="width of every layer (default 64)")
+    parser.add_argument(
+        "--max-epochs", type=int, default=12, help="training epochs per layer (default 12)"
+    )
+    parser.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
     args = parser.parse_args(argv)
     if not args.demo and not (args.source_dir and args.target_dir):
         parser.error("give --source-dir and --target-dir, or --demo")
+    import numpy as np
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+    from sklearn_greedy.datasets import load_image_folder
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.demo:

@@ -138,6 +138,8 @@ def test_a_dead_dask_worker_is_named_by_the_cluster_example(monkeypatch):
     def dying_search(self, X, y):
         raise FutureCancelledError("fit-1", "already forgotten")
 
-    monkeypatch.setattr(example.GridSearchCV, "fit", dying_search)
+    # the example imports GridSearchCV when it runs (so that its --help answers at once):
+    # the class it will use is scikit-learn's, patched here
+    monkeypatch.setattr(GridSearchCV, "fit", dying_search)
     with pytest.raises(SystemExit, match="a Dask worker died during the search.*worker's log"):
         example.main(["--backend", "local", "--n-workers", "1"])
