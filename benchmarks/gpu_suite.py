@@ -18,7 +18,9 @@ c. peak training memory (``torch.cuda.max_memory_allocated`` minus what was allo
    the k=1 network of ``cifar10_params(1)`` at batch 256, against end-to-end training of
    the same final network;
 d. CIFAR-10 with ``cifar10_params(3)`` and the paper's 50 epochs per layer: per-layer,
-   final and ensemble test accuracy and the whole fit's seconds;
+   final and ensemble test accuracy and the whole fit's seconds; then, in the time left,
+   the A/B of the auxiliary width: the same fit at the authors' script's M~ = 128
+   (``cifar10_params(3, aux_width=128)``) against the paper's text's 256, layer by layer;
 
 and, with ``--scale`` (off by default: without it the budget, the shares and parts a-d
 are as above), two more parts after them:
@@ -161,6 +163,7 @@ from sklearn_greedy import (  # noqa: E402
     cifar10_params,
     imagenet_params,
 )
+from sklearn_greedy._cnn_presets import REFERENCE_SCRIPT_AUX_WIDTH  # noqa: E402
 from sklearn_greedy.datasets import (  # noqa: E402
     CIFAR10_CLASSES,
     ImageFolderDataset,
@@ -767,6 +770,29 @@ def cifar10(record: dict, deadline: Deadline, *, sizes: Sizes, device, data: Fut
     score_layers(clf, cifar, record)
     if len(fit_seconds) == params["n_layers"]:
         record["fit_s"] = sum(fit_seconds)
+    record["aux_width"] = params["aux_width"]
+    record["authors_aux_width"] = authors_aux_width(sizes, device, cifar, epoch_seconds, deadline)
+
+
+def authors_aux_width(sizes: Sizes, device, cifar: CifarData, epoch_seconds, deadline) -> dict:
+    """The A/B of part d: the same fit with the authors' script's auxiliary width
+    (``cifar10_params(3, aux_width=REFERENCE_SCRIPT_AUX_WIDTH)``, scaled as part d), layer
+    by layer while time is left; its per-layer test accuracy, or why it did not run. The
+    narrower auxiliary costs less, so part d's per-epoch estimates bound it."""
+    params = scaled(
+        cifar10_params(3, aux_width=REFERENCE_SCRIPT_AUX_WIDTH), sizes, sizes.batch_size,
+        device, max_epochs=sizes.cifar_epochs,
+    )  # fmt: skip
+    record = {"aux_width": params["aux_width"], "n_layers": params["n_layers"]}
+    clf = GreedyLayerwiseCNNClassifier(**params)
+    try:
+        record["layer_fit_s"] = grow_layers(clf, params, cifar, epoch_seconds, deadline, record)
+    except (Skipped, DeadlineExceeded) as exc:
+        record["status"] = f"not run: {exc}"
+        return record
+    score_layers(clf, cifar, record)
+    record["status"] = "done" if "stopped" not in record else "partial"
+    return record
 
 
 def layer_epoch_seconds(rates: dict, params: dict, cifar: CifarData, n_probe: int) -> list[float]:
@@ -1299,6 +1325,18 @@ def _cifar_table(report: dict) -> list[str]:
     rows = zip(part["per_layer_test_accuracy"], part["train_accuracy"], part["layer_fit_s"])
     for j, (test, train, seconds) in enumerate(rows, start=1):
         lines.append(f"| {j} | {test:.4f} | {train:.4f} | {seconds:.1f} |")
+    ab = part.get("authors_aux_width")
+    if ab is not None:
+        lines.append("")
+        if "per_layer_test_accuracy" in ab:
+            accuracies = ", ".join(f"{a:.4f}" for a in ab["per_layer_test_accuracy"])
+            lines.append(
+                f"A/B of the auxiliary width: M~ = {ab['aux_width']} (the authors' script) "
+                f"against {part.get('aux_width')} (the paper's text, above): per-layer test "
+                f"accuracy {accuracies}; {ab['status']}."
+            )
+        else:
+            lines.append(f"A/B of the auxiliary width: {ab['status']}.")
     return lines
 
 

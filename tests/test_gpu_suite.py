@@ -79,6 +79,13 @@ def test_smoke_run_goes_through_every_part_and_writes_the_report(tmp_path):
     assert cifar["source"] == str(data) and cifar["n_train"] == 100 and cifar["n_test"] == 20
     assert len(cifar["per_layer_test_accuracy"]) == cifar["n_layers"] == 4
     assert report["cifar10_k3_final"] == cifar["per_layer_test_accuracy"][-1]
+    # the A/B of the auxiliary width: the authors' script's half of the paper's M~
+    ab = cifar["authors_aux_width"]
+    assert ab["aux_width"] * 2 == cifar["aux_width"]
+    assert ab["status"] in ("done", "partial") or ab["status"].startswith("not run")
+    if ab["status"] == "done":
+        assert len(ab["per_layer_test_accuracy"]) == ab["n_layers"] == 4
+        assert "A/B of the auxiliary width: M~ =" in md
     assert 0 <= report["cifar10_k3_ensemble"] <= 1 and report["cifar10_k3_fit_s"] > 0
     assert report["wall_s"] > 0  # seconds are not asserted: the machine may be loaded
     for text in (report["device"], report["torch"], report["commit"], report["date"]):
