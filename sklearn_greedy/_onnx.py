@@ -141,7 +141,8 @@ SequentialImplicitClassifier
 
     Examples
     --------
-    >>> import numpy as np, onnxruntime  # doctest: +SKIP
+    >>> import numpy as np
+    >>> import onnxruntime  # doctest: +SKIP
     >>> from sklearn.datasets import load_digits
     >>> from sklearn_greedy import GreedyLayerwiseCNNClassifier, export_onnx
     >>> X, y = load_digits(return_X_y=True)
