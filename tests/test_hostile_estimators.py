@@ -657,3 +657,28 @@ def test_a_file_system_that_cannot_reserve_blocks_still_keeps_features_on_disk(m
     on_disk = _small(prefix_cache="disk", augment=False).fit(X, y)
     on_device = _small(augment=False).fit(X, y)
     np.testing.assert_allclose(on_disk.predict_proba(X), on_device.predict_proba(X), atol=1e-2)
+
+
+def test_a_fit_that_slows_down_warns_once_on_its_pace(monkeypatch):
+    """The estimate before training can miss (a block's cost grows with the states it
+    reads): the blocks' own times are watched, and a fit whose rest would run past the
+    limit warns once, naming the blocks done and the time left."""
+    import warnings
+
+    from sklearn_greedy import SequentialImplicitRegressor, _implicit_sequential
+
+    clock = iter(np.arange(0.0, 1e6, 100.0))  # every block takes 100 "seconds"
+    monkeypatch.setattr(_implicit_sequential.time, "perf_counter", lambda: float(next(clock)))
+    rng = np.random.RandomState(0)
+    X = rng.uniform(-2, 2, (60, 3))
+    y = np.sin(2 * X[:, 0]) + X[:, 1]
+    est = SequentialImplicitRegressor(n_states=6, n_blocks=6, solver="lm", max_epochs=2)
+    with pytest.warns(UserWarning, match=r"\d of 6 blocks trained in \d+ s; at this pace") as w:
+        est.fit(X, y)
+    assert sum("at this pace" in str(r.message) for r in w) == 1
+    assert est.n_blocks_fitted_ == 6  # a warning, not a stop
+    # fast blocks: no word
+    monkeypatch.setattr(_implicit_sequential.time, "perf_counter", lambda: 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SequentialImplicitRegressor(n_states=6, n_blocks=6, solver="lm", max_epochs=2).fit(X, y)

@@ -404,22 +404,3 @@ def test_projection_on_principal_directions_is_exported_exactly():
     narrow = SequentialImplicitClassifier(n_states=4, n_blocks=2, **FAST).fit(X, y)
     assert narrow._projection is None
     assert "n_components" not in EndToEndImplicitClassifier().get_params()
-
-
-def test_a_fit_that_slows_down_warns_once_on_its_pace(monkeypatch):
-    """The estimate before training can miss (a block's cost grows with the states it
-    reads): the blocks' own times are watched, and a fit whose rest would run past the
-    limit warns once, naming the blocks done and the time left."""
-    clock = iter(np.arange(0.0, 1e6, 100.0))  # every block takes 100 "seconds"
-    monkeypatch.setattr(sequential_module.time, "perf_counter", lambda: float(next(clock)))
-    X, y, _ = _data(n=60)
-    est = SequentialImplicitRegressor(n_states=6, n_blocks=6, solver="lm", max_epochs=2)
-    with pytest.warns(UserWarning, match=r"\d of 6 blocks trained in \d+ s; at this pace") as w:
-        est.fit(X, y)
-    assert sum("at this pace" in str(r.message) for r in w) == 1
-    assert est.n_blocks_fitted_ == 6  # a warning, not a stop
-    # fast blocks: no word
-    monkeypatch.setattr(sequential_module.time, "perf_counter", lambda: 0.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        SequentialImplicitRegressor(n_states=6, n_blocks=6, solver="lm", max_epochs=2).fit(X, y)
