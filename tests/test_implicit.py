@@ -36,15 +36,7 @@ from sklearn_greedy._implicit_model import (
     ridge_lstsq,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """The models here are tiny: on a shared 2-core machine intra-op threads only add
-    synchronisation (measured 10x slower under load). Restored after the module."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FAST = dict(max_epochs=15, lr=0.05, random_state=0, device="cpu")

@@ -25,12 +25,7 @@ FAST = dict(max_epochs=15, lr=0.05, random_state=0, device="cpu")
 RECORD_KEYS = {"epoch", "train_loss", "train_score", "valid_score", "lr", "seconds"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _data(n=120, seed=0):

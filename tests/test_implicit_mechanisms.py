@@ -12,7 +12,6 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_greedy import SequentialImplicitRegressor
@@ -20,14 +19,7 @@ from sklearn_greedy._engine import StageResult
 from sklearn_greedy._implicit_sequential import DOF_FACTOR
 from sklearn_greedy._implicit_solvers import BlockData, BlockFit, screen_units
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: intra-op threads only add synchronisation. Restored after the module."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # Levenberg-Marquardt (float64, deterministic) on a few noisy samples: four blocks of two

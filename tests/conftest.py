@@ -1,0 +1,15 @@
+"""Fixtures shared by several test modules."""
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny models: on a shared 2-core machine intra-op
+    threads only add synchronisation (measured 10x slower under load). The setting is
+    restored after the module. Use with ``pytestmark = pytest.mark.usefixtures(...)``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
