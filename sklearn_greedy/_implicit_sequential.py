@@ -291,10 +291,9 @@ class SequentialBase(ImplicitBase):
         epochs = self._epochs(n_samples, solver)
         rounds = self.n_alternating_iter if solver == "alternating" else 1
         new_sizes = sizes[n_kept:]
-        dofs = self.select_blocks and self._squared_loss and not self.early_stopping
         seconds = estimated_fit_seconds(
             n_samples, n_features, new_sizes, q, solver, epochs, self.batch_size, rounds,
-            n_kept_states=sum(sizes[:n_kept]), dofs=dofs,
+            n_kept_states=sum(sizes[:n_kept]), dofs=self._counts_dofs(),
         )  # fmt: skip
         if seconds > SLOW_FIT_SECONDS:
             warnings.warn(
@@ -363,7 +362,7 @@ class SequentialBase(ImplicitBase):
                 return
             if self.keep_if_better:
                 self._keep_if_better(fit, data, states, q)
-            if fit.dof is None and self._squared_loss and self.select_blocks:
+            if fit.dof is None and self._counts_dofs():
                 fit.dof = block_dof(data, fit, self.activation, self.alpha)
             growth.add(fit, states, U_tr, U_val)
             growth.scores.append(self._numpy_score(growth.output(-1), T_tr, w_tr))
@@ -386,24 +385,29 @@ class SequentialBase(ImplicitBase):
                     f"({fit.result.n_iter} {unit})"
                 )
 
+    def _counts_dofs(self) -> bool:
+        """Whether each block's effective degrees of freedom are computed (for the
+        generalised cross-validation of ``select_blocks``, squared loss only)."""
+        return self._squared_loss and self.select_blocks
+
     def _train_block(self, i, n_new, data, q, solver, device, seed):
         """Block ``i``'s subproblem (7) by the chosen solver."""
         label = f"block {i + 1}"
+        n = data.U.shape[0]
+        epochs = self._epochs(n, solver)
         if solver == "lm":
             return lm_block(
                 data,
                 n_new,
                 activation=self.activation,
                 alpha=self.alpha,
-                max_iter=self._epochs(data.U.shape[0], solver),
+                max_iter=epochs,
                 tol=self.tol,
-                n_iter_no_change=self._patience(self._epochs(data.U.shape[0], solver)),
+                n_iter_no_change=self._patience(epochs),
                 rng=np.random.default_rng(derive_seed(seed, i)),
                 label=label,
                 verbose=max(int(self.verbose) - 1, 0),
             )
-        n = data.U.shape[0]
-        epochs = self._epochs(n, solver)
         stopping = {"n_iter_no_change": self._patience(epochs)}
         if self.n_iter_no_change is None:  # every epoch runs, and the last one is kept
             stopping["keep_best"] = False
@@ -629,10 +633,11 @@ class _Pace:
         # the first block carries one-off costs (lazy imports, warm-up): left out of the fit
         if self.warned or elapsed < PACE_AFTER or len(self.times) < 3:
             return
-        done = self.widths[i - len(self.times) + 2 : i + 1]
-        slope, intercept = np.polyfit(done, self.times[1:], 1) if np.ptp(done) else (0, 0)
-        if not np.ptp(done):
-            intercept = float(np.mean(self.times[1:]))
+        done, times = self.widths[i - len(self.times) + 2 : i + 1], self.times[1:]
+        if np.ptp(done):
+            slope, intercept = np.polyfit(done, times, 1)
+        else:  # blocks of one width so far: their mean time
+            slope, intercept = 0.0, float(np.mean(times))
         rest = self.widths[i + 1 :]
         remaining = float(np.sum(max(intercept, 0.0) + max(slope, 0.0) * rest))
         if elapsed + remaining > SLOW_FIT_SECONDS and remaining > 60:

@@ -497,12 +497,11 @@ def estimated_fit_seconds(
     for n_new in sizes:
         # bookkeeping: about five float64 passes over the n x s states, at ~2 GB/s
         seconds += 5e-3 + 5 * 8 * n_samples * (s + n_new) / 2e9
-        weights = n_new * (s + n_features + 1)
+        d = s + n_features + 1
+        weights = n_new * d
         if dofs and n_samples * n_outputs * (n_new * (s + n_features)) ** 2 <= _DOF_BUDGET:
             seconds += n_samples * n_outputs * weights**2 / 1e9
-        d = s + n_features + 1
         if solver == "lm":
-            weights = n_new * d
             work = n_samples * n_outputs * weights**2 + n_samples * (s + n_new) ** 2
             seconds += max_epochs * (work / 1e9 + 2e-4)
         else:

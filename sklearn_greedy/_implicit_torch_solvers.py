@@ -68,7 +68,7 @@ def _module(data: BlockData, n_new: int, activation: str, setup: TorchSetup, q: 
     F = data.F_t
     generator = make_generator(setup.seed + 1, setup.device)
     if setup.init != "default":
-        _sample_biases(module, F, data, n_new, setup, generator)
+        _sample_biases(module, data, n_new, setup, generator)
     if setup.init == "screened":
         _screened_start(module, data, activation, setup, q)
     stage = StageData(F, setup.torch_targets(data.T).to(setup.device))
@@ -80,9 +80,10 @@ def _module(data: BlockData, n_new: int, activation: str, setup: TorchSetup, q: 
     return module, stage, generator
 
 
-def _sample_biases(module, F, data: BlockData, n_new: int, setup: TorchSetup, generator):
+def _sample_biases(module, data: BlockData, n_new: int, setup: TorchSetup, generator):
     """Data-dependent biases: each new unit's hyperplane passes through a random training
     sample, so no unit starts dead or constant on the data."""
+    F = data.F_t
     if data.weights is None:
         rows = torch.randint(0, F.shape[0], (n_new,), generator=generator, device=setup.device)
     else:  # a sample of weight k is drawn as k repeated samples would be
