@@ -49,9 +49,10 @@ def wanted() -> str:
     return digest.hexdigest()
 
 
-def run(*command, **kwargs) -> None:
+def run(*command, check=True) -> int:
+    """Run ``command`` in the checkout, echoed first; its exit status."""
     print("+", " ".join(str(c) for c in command), flush=True)
-    subprocess.run([str(c) for c in command], check=True, cwd=ROOT, **kwargs)
+    return subprocess.run([str(c) for c in command], check=check, cwd=ROOT).returncode
 
 
 def set_up() -> Path:
@@ -80,7 +81,7 @@ def set_up() -> Path:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] not in ("quickstart", "test") or argv[0] in ("-h", "--help"):
+    if not argv or argv[0] not in ("quickstart", "test"):
         print(__doc__)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     python = set_up()
@@ -88,8 +89,7 @@ def main(argv=None) -> int:
         command = [python, ROOT / "examples" / "quickstart.py", *argv[1:]]
     else:
         command = [python, "-m", "pytest", "-q", *argv[1:]]
-    print("+", " ".join(str(c) for c in command), flush=True)
-    return subprocess.run([str(c) for c in command], cwd=ROOT).returncode
+    return run(*command, check=False)
 
 
 if __name__ == "__main__":
