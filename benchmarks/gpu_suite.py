@@ -404,9 +404,11 @@ def random_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return X, rng.permutation(np.arange(n) % 10)
 
 
-def preset(k: int, sizes: Sizes, device: torch.device, **overrides) -> dict:
-    """``cifar10_params(k)`` with widths (and batch) set by ``sizes``, on ``device``, seeded."""
-    return scaled(cifar10_params(k), sizes, sizes.batch_size, device, **overrides)
+def preset(k: int, sizes: Sizes, device: torch.device, *, aux_width=None, **overrides) -> dict:
+    """``cifar10_params(k)`` (with ``aux_width`` when given) with widths (and batch) set by
+    ``sizes``, on ``device``, seeded."""
+    params = cifar10_params(k) if aux_width is None else cifar10_params(k, aux_width=aux_width)
+    return scaled(params, sizes, sizes.batch_size, device, **overrides)
 
 
 def scaled(params: dict, sizes: Sizes, batch_size: int | None, device, **overrides) -> dict:
@@ -779,10 +781,9 @@ def authors_aux_width(sizes: Sizes, device, cifar: CifarData, epoch_seconds, dea
     (``cifar10_params(3, aux_width=REFERENCE_SCRIPT_AUX_WIDTH)``, scaled as part d), layer
     by layer while time is left; its per-layer test accuracy, or why it did not run. The
     narrower auxiliary costs less, so part d's per-epoch estimates bound it."""
-    params = scaled(
-        cifar10_params(3, aux_width=REFERENCE_SCRIPT_AUX_WIDTH), sizes, sizes.batch_size,
-        device, max_epochs=sizes.cifar_epochs,
-    )  # fmt: skip
+    params = preset(
+        3, sizes, device, aux_width=REFERENCE_SCRIPT_AUX_WIDTH, max_epochs=sizes.cifar_epochs
+    )
     record = {"aux_width": params["aux_width"], "n_layers": params["n_layers"]}
     clf = GreedyLayerwiseCNNClassifier(**params)
     try:
