@@ -34,7 +34,7 @@ def main(argv=None) -> None:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    import sklearn_greedy._checkpoint as checkpoint
+    import sklearn_greedy.training._checkpoint as checkpoint
     from sklearn_greedy import GreedyLayerwiseCNNClassifier
 
     X, y = load_digits(return_X_y=True)
@@ -55,7 +55,7 @@ def main(argv=None) -> None:
     checkpoint.CheckpointStore.save = timed(checkpoint.CheckpointStore.save)
     checkpoint.CheckpointStore.load = timed(checkpoint.CheckpointStore.load)
     checkpoint.CheckpointStore.check_writable = timed(checkpoint.CheckpointStore.check_writable)
-    import sklearn_greedy._cnn as cnn
+    import sklearn_greedy.cnn._classifier as cnn
 
     cnn.data_digest = timed(cnn.data_digest)
 

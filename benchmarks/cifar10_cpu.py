@@ -157,8 +157,8 @@ def end_to_end_row(name: str, k: int, args, work: Path) -> dict:
     import torch.nn.functional as F
 
     from sklearn_greedy import GreedyLayerwiseCNNClassifier
-    from sklearn_greedy._checkpoint import atomic_write
     from sklearn_greedy.nn import augment_crop_flip
+    from sklearn_greedy.training._checkpoint import atomic_write
 
     X, y, X_test, y_test = load(args)
     torch.set_num_threads(args.threads)
@@ -361,8 +361,8 @@ def throughput(args) -> None:
     import torch.nn.functional as F
 
     from sklearn_greedy import GreedyLayerwiseCNNClassifier
-    from sklearn_greedy._engine import StageData, TrainingConfig, train_stage
     from sklearn_greedy.nn import augment_crop_flip
+    from sklearn_greedy.training._engine import StageData, TrainingConfig, train_stage
 
     X, y, _, _ = load(args)
     rng = np.random.default_rng(0)

@@ -4,7 +4,7 @@ A GPU machine is lent rarely and briefly (15 minutes in all, its start included;
 10 minutes a command), so everything the GPU has to show runs from this one command, in
 this order, within ``--budget-s`` seconds of wall time:
 
-a. the CUDA tests, ``python -m pytest -m cuda -q tests/test_cuda.py`` in a subprocess;
+a. the CUDA tests, ``python -m pytest -m cuda -q tests/training/test_cuda.py`` in a subprocess;
    its summary line is recorded;
 b. stage throughput on the paper's k=3 CIFAR-10 stage shapes (50,000 random 3x32x32
    uint8 images, batch 128) for the 1st and the 3rd stage: the engine through the public
@@ -163,7 +163,7 @@ from sklearn_greedy import (  # noqa: E402
     cifar10_params,
     imagenet_params,
 )
-from sklearn_greedy._cnn_presets import REFERENCE_SCRIPT_AUX_WIDTH  # noqa: E402
+from sklearn_greedy.cnn._presets import REFERENCE_SCRIPT_AUX_WIDTH  # noqa: E402
 from sklearn_greedy.datasets import (  # noqa: E402
     CIFAR10_CLASSES,
     ImageFolderDataset,
@@ -181,7 +181,7 @@ SHARES = {"cuda_tests": 0.2, "stage_throughput": 0.15, "memory": 0.05, "cifar10"
 # parts above keep the 420 s they have without --scale
 SCALE_SHARES = {"streaming": 1 / 12, "imagenet_stage": 1 / 24}
 PRECISIONS = ("float32", "tf32", "bf16")
-CUDA_TEST_ARGS = ("-m", "pytest", "-m", "cuda", "-q", "tests/test_cuda.py")
+CUDA_TEST_ARGS = ("-m", "pytest", "-m", "cuda", "-q", "tests/training/test_cuda.py")
 # a pytest run starts Python, torch and a CUDA context before its first test
 MIN_TESTS_S = 20.0
 # per image, the 3rd k=3 stage does about 2.2x the 1st stage's arithmetic (the prefix's

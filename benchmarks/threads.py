@@ -10,8 +10,9 @@ threads wait on each other. This script measures, in one run and against scikit-
 
 each with ``n_threads=1`` and ``n_threads=<all cores>``, first on an idle machine, then
 while a busy-loop process keeps one core busy. The estimator's default (``n_threads=None``)
-picks one thread below a model size (see ``sklearn_greedy._utils.default_threads``); these
-figures are what that rule rests on.
+picks one thread below a model size (see
+``sklearn_greedy.training._runtime.default_threads``); these figures are what that rule
+rests on.
 
 Usage::
 

@@ -9,20 +9,16 @@ Two published methods as scikit-learn estimators with torch underneath:
 Probing tools (per-layer features, separability probes) and plots live beside them.
 """
 
-from ._cnn import GreedyLayerwiseCNNClassifier
-from ._cnn_presets import cifar10_params, imagenet_params
-from ._cnn_variants import parameter_count
-from ._implicit import (
-    EndToEndImplicitClassifier,
-    EndToEndImplicitRegressor,
-    SequentialImplicitClassifier,
-    SequentialImplicitRegressor,
-)
-from ._implicit_presets import implicit_paper_params
+from . import _moved
 from ._onnx import export_onnx
-from ._plotting import LayerPCADisplay, LayerwiseTrainingDisplay, SeparabilityDisplay
-from ._probing import LayerFeatures, layer_features, separability_scores
-from ._vgg import vgg11_params
+from .cnn._classifier import GreedyLayerwiseCNNClassifier, parameter_count
+from .cnn._presets import cifar10_params, imagenet_params
+from .cnn._vgg import vgg11_params
+from .implicit._end_to_end import EndToEndImplicitClassifier, EndToEndImplicitRegressor
+from .implicit._presets import implicit_paper_params
+from .implicit._sequential import SequentialImplicitClassifier, SequentialImplicitRegressor
+from .inspection._plotting import LayerPCADisplay, LayerwiseTrainingDisplay, SeparabilityDisplay
+from .inspection._probing import LayerFeatures, layer_features, separability_scores
 
 __all__ = [
     "EndToEndImplicitClassifier",
@@ -45,3 +41,6 @@ __all__ = [
 ]
 
 __version__ = "0.1.0.dev0"
+
+# pickles of the flat layout of 0.1.0.dev0 name modules that have moved into subpackages
+_moved.install()

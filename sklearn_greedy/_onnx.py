@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._cnn_network import LayerwiseNetwork, ensemble_logits
-from ._implicit_model import activation_torch, paper_slices
 from ._validation import check_layer
+from .cnn._network import LayerwiseNetwork, ensemble_logits
+from .implicit._model import activation_torch, paper_slices
 
 #: What each kind of estimator exports, its default first.
 OUTPUTS = {

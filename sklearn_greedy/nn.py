@@ -14,8 +14,7 @@ Examples
 torch.Size([2, 10])
 """
 
-from ._augment import TrainTimeAugment, augment_crop_flip, augment_resized_crop
-from ._cnn_modules import (
+from .cnn._modules import (
     DOWNSAMPLE_KINDS,
     AuxiliaryClassifier,
     ChannelStandardizer,
@@ -26,7 +25,8 @@ from ._cnn_modules import (
     layer_plan,
     reset_parameters,
 )
-from ._vgg import PooledAuxiliaryClassifier, VGGClassifier, vgg11_state_dict
+from .cnn._vgg import PooledAuxiliaryClassifier, VGGClassifier, vgg11_state_dict
+from .training._augment import TrainTimeAugment, augment_crop_flip, augment_resized_crop
 
 __all__ = [
     "DOWNSAMPLE_KINDS",

@@ -236,7 +236,7 @@ def test_parameter_count_and_vgg_export_refuse_what_they_cannot_read():
     import numpy as np_
 
     from sklearn_greedy import SequentialImplicitRegressor, parameter_count
-    from sklearn_greedy._vgg import vgg11_state_dict
+    from sklearn_greedy.cnn._vgg import vgg11_state_dict
 
     implicit = SequentialImplicitRegressor(n_states=4, n_blocks=2, random_state=0)
     implicit.fit(np_.random.RandomState(0).rand(30, 3), np_.arange(30.0))
@@ -379,7 +379,7 @@ def test_an_implicit_model_too_large_for_memory_is_refused_before_training(monke
 
     calls = []
     monkeypatch.setattr(
-        "sklearn_greedy._implicit_sequential.SequentialBase._grow", lambda *a: calls.append(a)
+        "sklearn_greedy.implicit._sequential.SequentialBase._grow", lambda *a: calls.append(a)
     )
     X = np.random.RandomState(0).rand(50, 3)
     model = SequentialImplicitRegressor(n_states=3_000_000, n_blocks=2)
@@ -665,10 +665,11 @@ def test_a_fit_that_slows_down_warns_once_on_its_pace(monkeypatch):
     limit warns once, naming the blocks done and the time left."""
     import warnings
 
-    from sklearn_greedy import SequentialImplicitRegressor, _implicit_sequential
+    from sklearn_greedy import SequentialImplicitRegressor
+    from sklearn_greedy.implicit import _growth as growth_module
 
     clock = iter(np.arange(0.0, 1e6, 100.0))  # every block takes 100 "seconds"
-    monkeypatch.setattr(_implicit_sequential.time, "perf_counter", lambda: float(next(clock)))
+    monkeypatch.setattr(growth_module.time, "perf_counter", lambda: float(next(clock)))
     rng = np.random.RandomState(0)
     X = rng.uniform(-2, 2, (60, 3))
     y = np.sin(2 * X[:, 0]) + X[:, 1]
@@ -678,7 +679,7 @@ def test_a_fit_that_slows_down_warns_once_on_its_pace(monkeypatch):
     assert sum("at this pace" in str(r.message) for r in w) == 1
     assert est.n_blocks_fitted_ == 6  # a warning, not a stop
     # fast blocks: no word
-    monkeypatch.setattr(_implicit_sequential.time, "perf_counter", lambda: 0.0)
+    monkeypatch.setattr(growth_module.time, "perf_counter", lambda: 0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         SequentialImplicitRegressor(n_states=6, n_blocks=6, solver="lm", max_epochs=2).fit(X, y)

@@ -1,0 +1,400 @@
+"""Data-parallel stage training and fits on several devices, on the CPU (gloo, 2 ranks).
+
+Spawning a process and importing torch costs seconds on two cores: the stage scenarios
+share one spawn (a module fixture), and each fit_on_devices test is one more.
+"""
+
+import multiprocessing
+import os
+import pickle
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from _images import quadrant_images
+
+from sklearn_greedy import GreedyLayerwiseCNNClassifier
+from sklearn_greedy.training._distributed import _use_sync_batchnorm, stage_trainer_class
+from sklearn_greedy.training._engine import StageData, StageTrainer, TrainingConfig, train_stage
+from sklearn_greedy.training._spawn import (
+    _worker_estimator,
+    check_devices,
+    fit_on_devices,
+    record_errors,
+    run_workers,
+)
+
+WORLD = 2
+RTOL, ATOL = 1e-5, 1e-6
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(monkeypatch):
+    # the workers inherit the environment: one thread each on a 2-core machine
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+# --------------------------------------------------------------------- stage scenarios
+# Each runs one stage the same way in a process group of 2 ranks and in one process.
+def _images(n, seed, shape=(2, 6, 6)):
+    gen = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, *shape, generator=gen)
+    y = (X[:, 0, :3].mean(dim=(1, 2)) > X[:, 1, 3:].mean(dim=(1, 2))).long()
+    return X, y
+
+
+def _conv_stage(batch_norm=False):
+    torch.manual_seed(0)
+    layers = [torch.nn.Conv2d(2, 4, 3, padding=1)]
+    layers += [torch.nn.BatchNorm2d(4)] if batch_norm else []
+    layers += [torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 36, 2)]
+    return torch.nn.Sequential(*layers)
+
+
+def _config(**kwargs):
+    settings = {"max_epochs": 4, "batch_size": 16, "lr": 0.05, "momentum": 0.9}
+    return TrainingConfig(**{**settings, **kwargs})
+
+
+def _run(model, data, config, **kwargs):
+    result = train_stage(
+        model, data, loss_fn=F.cross_entropy, config=config,
+        generator=torch.Generator().manual_seed(1), trainer_cls=stage_trainer_class(),
+        **kwargs,
+    )  # fmt: skip
+    history = [{k: v for k, v in r.items() if k != "seconds"} for r in result.history]
+    return {
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "history": history,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+    }
+
+
+def _conv_scenario(rank):
+    # a global batch of 16 (8 per rank), 64 samples, keep-best on the training loss
+    X, y = _images(64, seed=0)
+    return _run(_conv_stage(), StageData(X, y), _config(weight_decay=1e-3))
+
+
+def _weighted_odd_scenario(rank):
+    # global batches of 15 (8 + 7 samples), a merged last batch and sample weights: the
+    # ranks' shares differ, which the loss weighting must make up for
+    X, y = _images(95, seed=1)
+    weight = torch.rand(95, generator=torch.Generator().manual_seed(2)) + 0.5
+    data = StageData(X, y, sample_weight=weight)
+    return _run(_conv_stage(), data, _config(batch_size=15))
+
+
+def _early_stopping_scenario(rank):
+    X, y = _images(80, seed=3)
+    X_val, y_val = _images(40, seed=4)
+    data = StageData(X, y, X_val=X_val, y_val=y_val)
+    config = _config(max_epochs=40, lr=0.2, n_iter_no_change=3, tol=1e-3)
+    return _run(_conv_stage(), data, config)
+
+
+def _batchnorm_augment_scenario(rank):
+    # per-rank BatchNorm on the CPU and per-rank augmentation: not the one-process run,
+    # but the ranks must still agree
+    X, y = _images(64, seed=5)
+    X_val, y_val = _images(32, seed=6)
+    data = StageData(X, y, X_val=X_val, y_val=y_val)
+
+    def augment(batch, generator):
+        return batch + 0.1 * torch.randn(batch.shape, generator=generator)
+
+    return _run(_conv_stage(batch_norm=True), data, _config(), augment=augment)
+
+
+def _batchnorm_statistics_scenario(rank):
+    # no learning (lr ~ 0): the running mean is an average of batch means, linear in
+    # them, so the ranks' statistics averaged equal the one-process run's (summed, they
+    # would be twice it)
+    X, y = _images(64, seed=7)
+    config = _config(lr=1e-12, momentum=0.0, keep_best=False, max_epochs=2)
+    return _run(_conv_stage(batch_norm=True), StageData(X, y), config)
+
+
+def _different_data_scenario(rank):
+    X, y = _images(64, seed=10 + rank)
+    try:
+        _run(_conv_stage(), StageData(X, y), _config())
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _tiny_batch_scenario(rank):
+    X, y = _images(8, seed=0)
+    try:
+        _run(_conv_stage(), StageData(X, y), _config(batch_size=1))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _alone_scenario(rank):
+    # the engine without the data-parallel trainer, on one rank's own data only: it must
+    # train in this process alone (as probes or a rank-0-only evaluation would), never
+    # waiting in a collective for a rank that does not call it
+    if rank == 1:
+        return None
+    X, y = _images(32, seed=20)
+    result = train_stage(
+        _conv_stage(), StageData(X, y), loss_fn=F.cross_entropy, config=_config(max_epochs=1),
+        generator=torch.Generator().manual_seed(1),
+    )  # fmt: skip
+    return result.n_iter
+
+
+SCENARIOS = {
+    "conv": _conv_scenario,
+    "weighted_odd": _weighted_odd_scenario,
+    "early_stopping": _early_stopping_scenario,
+    "batchnorm_augment": _batchnorm_augment_scenario,
+    "batchnorm_statistics": _batchnorm_statistics_scenario,
+    "different_data": _different_data_scenario,
+    "tiny_batch": _tiny_batch_scenario,
+    "alone": _alone_scenario,
+}
+
+
+def _stage_worker(rank, workdir):
+    with record_errors(workdir, rank):
+        torch.set_num_threads(1)
+        dist.init_process_group(
+            "gloo", init_method="file://" + os.path.join(workdir, "rendezvous"),
+            rank=rank, world_size=WORLD,
+        )  # fmt: skip
+        assert stage_trainer_class().__name__ == "DistributedStageTrainer"
+        results = {name: scenario(rank) for name, scenario in SCENARIOS.items()}
+        torch.save(results, os.path.join(workdir, f"rank{rank}.pt"))
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    """The scenarios' results on each of the 2 ranks."""
+    workdir = str(tmp_path_factory.mktemp("stages"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("OMP_NUM_THREADS", "1")
+        run_workers(_stage_worker, (workdir,), ["cpu"] * WORLD, workdir, timeout=90)
+    return [torch.load(os.path.join(workdir, f"rank{r}.pt")) for r in range(WORLD)]
+
+
+def _single(name):
+    """The scenario in this process, without a process group."""
+    assert not dist.is_initialized()
+    with torch.random.fork_rng():
+        return SCENARIOS[name](0)
+
+
+def _assert_ranks_agree(results):
+    first, second = results
+    assert first["history"] == second["history"]  # bitwise: the records are global
+    assert (first["best_epoch"], first["stopped_early"]) == (
+        second["best_epoch"],
+        second["stopped_early"],
+    )
+    for key, value in first["state"].items():
+        torch.testing.assert_close(second["state"][key], value, rtol=0, atol=0)
+
+
+def _assert_matches_single(result, single):
+    assert result["best_epoch"] == single["best_epoch"]
+    assert result["stopped_early"] == single["stopped_early"]
+    assert len(result["history"]) == len(single["history"])
+    for mine, one in zip(result["history"], single["history"]):
+        assert mine["train_loss"] == pytest.approx(one["train_loss"], rel=RTOL)
+        assert mine["train_score"] == pytest.approx(one["train_score"], abs=1e-9)
+        assert mine["valid_score"] == pytest.approx(one["valid_score"], abs=1e-9)
+    for key, value in single["state"].items():
+        torch.testing.assert_close(result["state"][key], value, rtol=RTOL, atol=ATOL)
+
+
+# --------------------------------------------------------------------- tests
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", ["conv", "weighted_odd"])
+def test_two_ranks_train_like_one_process_on_the_global_batch(ranks, name):
+    results = [r[name] for r in ranks]
+    _assert_ranks_agree(results)
+    _assert_matches_single(results[0], _single(name))
+
+
+@pytest.mark.timeout(120)
+def test_early_stopping_and_keep_best_agree_across_ranks(ranks):
+    results = [r["early_stopping"] for r in ranks]
+    _assert_ranks_agree(results)
+    single = _single("early_stopping")
+    assert single["stopped_early"] and single["best_epoch"] < len(single["history"])
+    _assert_matches_single(results[0], single)
+
+
+@pytest.mark.timeout(120)
+def test_batchnorm_and_augmentation_agree_across_ranks(ranks):
+    results = [r["batchnorm_augment"] for r in ranks]
+    _assert_ranks_agree(results)  # running statistics included
+    # the running statistics kept are those of the best epoch (4 batches an epoch)
+    assert results[0]["state"]["1.num_batches_tracked"] == 4 * results[0]["best_epoch"]
+
+
+@pytest.mark.timeout(120)
+def test_batchnorm_running_means_are_averaged_across_ranks_not_summed(ranks):
+    results = [r["batchnorm_statistics"] for r in ranks]
+    _assert_ranks_agree(results)
+    single = _single("batchnorm_statistics")["state"]["1.running_mean"]
+    mine = results[0]["state"]["1.running_mean"]
+    assert single.abs().max() > 1e-2  # statistics that a sum would visibly double
+    torch.testing.assert_close(mine, single, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.timeout(120)
+def test_ranks_with_different_data_or_tiny_batches_fail_together(ranks):
+    for rank in ranks:
+        assert "different data, settings or random states" in rank["different_data"]
+        assert "cannot be shared by 2 processes" in rank["tiny_batch"]
+
+
+@pytest.mark.timeout(120)
+def test_other_engine_calls_train_alone_inside_a_group(ranks):
+    assert [result["alone"] for result in ranks] == [1, None]
+
+
+def test_one_process_uses_the_plain_trainer():
+    assert stage_trainer_class() is StageTrainer
+
+
+def test_sync_batchnorm_swap_shares_the_state_and_is_undone():
+    # SyncBatchNorm trains on CUDA only; its swap is checked here without a forward
+    model = _conv_stage(batch_norm=True)
+    original = model[1]
+    restore = _use_sync_batchnorm(model)
+    assert isinstance(model[1], torch.nn.SyncBatchNorm)
+    assert model[1].weight is original.weight
+    assert model[1].running_mean is original.running_mean
+    restore()
+    assert model[1] is original and type(original) is torch.nn.BatchNorm2d
+
+
+# --------------------------------------------------------------------- fit_on_devices
+def _our_children():
+    """Child processes left alive, but joblib's reusable workers (loky), which an earlier
+    test of the session may have started on purpose."""
+    return [p for p in multiprocessing.active_children() if "Loky" not in type(p).__name__]
+
+
+def _estimator(**kwargs):
+    params = {
+        "n_layers": 2, "width": 8, "max_epochs": 2, "batch_size": 16, "batch_norm": False,
+        "augment": False, "device": "cpu", "n_threads": 1, "random_state": 0,
+    }  # fmt: skip
+    return GreedyLayerwiseCNNClassifier(**{**params, **kwargs})
+
+
+@pytest.mark.timeout(120)
+def test_fit_on_devices_equals_a_one_process_fit():
+    X, y = quadrant_images(n=96, shape=(1, 8, 8))
+    # through the estimator's device list, which calls fit_on_devices
+    fitted = _estimator(device=["cpu", "cpu"]).fit(X, y)
+    assert fitted.get_params() == _estimator(device=["cpu", "cpu"]).get_params()
+    assert not dist.is_initialized() and not _our_children()
+
+    single = _estimator().fit(X, y)
+    np.testing.assert_array_equal(fitted.best_epoch_, single.best_epoch_)
+    for mine, one in zip(fitted.loss_curve_, single.loss_curve_):
+        np.testing.assert_allclose(mine, one, rtol=RTOL)
+    one_state = single.model_.state_dict()
+    for key, value in fitted.model_.state_dict().items():
+        torch.testing.assert_close(value, one_state[key], rtol=RTOL, atol=ATOL)
+    proba = fitted.predict_proba(X)
+    np.testing.assert_allclose(proba, single.predict_proba(X), atol=1e-5)
+    assert fitted.score(X, y) > 0.8
+
+    again = pickle.loads(pickle.dumps(fitted))
+    np.testing.assert_array_equal(again.predict_proba(X), proba)
+
+
+class _FailsOnRank1(GreedyLayerwiseCNNClassifier):
+    """Fails in one worker only: its peer must not be left waiting in a collective."""
+
+    def fit(self, X, y, **fit_params):
+        if dist.get_rank() == 1:
+            raise ValueError("injected failure")
+        return super().fit(X, y, **fit_params)
+
+
+@pytest.mark.timeout(400)
+def test_a_failing_worker_fails_the_fit_and_stops_the_others():
+    X, y = quadrant_images(n=64, shape=(1, 8, 8))
+    clf = _FailsOnRank1(**_estimator().get_params())
+    # rank 0, waiting for rank 1 in a collective, is stopped by rank 1's failure: the fit
+    # fails with rank 1's message, not with the timeout's (generous: a guard on a hang,
+    # ten times the quiet run, so that a loaded machine is not a failure)
+    with pytest.raises(RuntimeError, match="rank 1 .*failed: ValueError: injected failure"):
+        fit_on_devices(clf, ["cpu", "cpu"], X, y, timeout=300)
+    assert not _our_children()
+    assert not hasattr(clf, "model_")
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_dies_silently_is_named(tmp_path):
+    # os._exit(rank): rank 0 ends well, rank 1 exits with code 1 and no traceback
+    with pytest.raises(RuntimeError, match="rank 1 .*died without an error message"):
+        run_workers(os._exit, (), ["cpu", "cpu"], str(tmp_path), timeout=50)
+    assert not _our_children()
+
+
+@pytest.mark.timeout(60)
+def test_workers_past_the_timeout_are_stopped(tmp_path):
+    # time.sleep(rank): still starting (importing torch) when the 0.5 s run out
+    with pytest.raises(RuntimeError, match="did not finish within timeout=0.5 s"):
+        run_workers(time.sleep, (), ["cpu", "cpu"], str(tmp_path), timeout=0.5)
+    assert not _our_children()
+
+
+def test_random_state_is_drawn_once_for_all_ranks():
+    clf = _estimator(random_state=None)
+    work = _worker_estimator(clf, clf.get_params(deep=False))
+    assert isinstance(work.random_state, int) and clf.random_state is None
+
+
+# --------------------------------------------------------------------- check_devices
+def test_check_devices_accepts_repeated_cpus():
+    assert check_devices(("cpu", torch.device("cpu"))) == ["cpu", "cpu"]
+
+
+@pytest.mark.parametrize(
+    "devices, message",
+    [
+        ("cpu", "list or tuple"),
+        (["cpu"], "at least two devices"),
+        (["cpu", "not-a-device"], "not a torch device name"),
+        (["cpu", "cuda:0"], "all be of one type"),
+        (["meta", "meta"], "CUDA devices .* or on the CPU"),
+        (["cuda", "cuda"], "with its index"),
+        (["cuda:0", "cuda:0"], "may appear once"),
+        (["cuda:0", "cuda:1000"], "not found"),
+    ],
+)
+def test_check_devices_rejects(devices, message):
+    with pytest.raises(ValueError, match=message):
+        check_devices(devices)
+
+
+def test_a_device_list_is_a_parameter_for_fit_only():
+    """``device=[...]`` clones as given and reaches fit_on_devices (tested above, through
+    the same call); steps that train on one device refuse it before spawning anything."""
+    from sklearn.base import clone
+
+    X, y = quadrant_images(n=32, shape=(1, 8, 8))
+    clf = _estimator().set_params(device=["cpu", "cpu"])
+    assert clone(clf).device == ["cpu", "cpu"]
+    with pytest.raises(ValueError, match="single device"):
+        clone(clf).partial_fit(X, y)
+    with pytest.raises(ValueError, match="decoupled"):
+        clone(clf).set_params(training="decoupled").fit(X, y)
+    assert not _our_children()
