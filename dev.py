@@ -13,6 +13,9 @@ Torch comes first, pinned, so that the package's own ``torch`` requirement is al
 that would download a CUDA build from the public index, so ``TORCH_INDEX_URL`` (for example
 ``https://download.pytorch.org/whl/cpu``) names another index for torch alone; ``TORCH``
 overrides the requirement itself (``TORCH="torch==2.13.0+cpu"``).
+
+The tests run on every core (pytest-xdist's ``-n auto``, one torch thread per worker)
+unless ARGS choose otherwise (``-n 0`` runs them in one process).
 """
 
 from __future__ import annotations
@@ -88,7 +91,10 @@ def main(argv=None) -> int:
     if argv[0] == "quickstart":
         command = [python, ROOT / "examples" / "quickstart.py", *argv[1:]]
     else:
-        command = [python, "-m", "pytest", "-q", *argv[1:]]
+        args = argv[1:]
+        if not any(a == "-n" or a.startswith(("-n=", "--numprocesses")) for a in args):
+            args = ["-n", "auto", *args]
+        command = [python, "-m", "pytest", "-q", *args]
     return run(*command, check=False)
 
 

@@ -1,10 +1,21 @@
 """Fixtures shared by several test modules."""
 
+import os
+
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 # the fixtures of old releases and the scripts that made them: data, not tests
 collect_ignore_glob = ["data/*"]
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # one worker per core (dev.py runs -n auto): each computes on one thread, or the
+        # workers' thread pools contend for the same cores
+        torch.set_num_threads(1)
+        threadpool_limits(1)
 
 
 @pytest.fixture(scope="module")

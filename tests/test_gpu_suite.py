@@ -121,8 +121,17 @@ def _check_scale_parts(report, md):
 
 @pytest.mark.parametrize("scale", [False, True])
 @pytest.mark.timeout(450)
-def test_a_budget_too_small_skips_every_part_and_still_reports(tmp_path, scale):
-    report, md, _ = _run_suite(tmp_path, "--budget-s", "0.5", *(["--scale"] if scale else []))
+def test_a_budget_too_small_skips_every_part_and_still_reports(tmp_path, scale, gpu_suite):
+    # in this process: nothing runs, so a subprocess would only add the imports
+    threads = torch.get_num_threads()
+    try:
+        gpu_suite.main(
+            ["--smoke", "--out", str(tmp_path), "--budget-s", "0.5", *(["--scale"] * scale)]
+        )
+    finally:
+        torch.set_num_threads(threads)  # a smoke run computes on one thread
+    report = json.loads(next(tmp_path.glob("gpu_suite-*-smoke.json")).read_text())
+    md = next(tmp_path.glob("gpu_suite-*-smoke.md")).read_text()
     parts = PARTS + SCALE_PARTS if scale else PARTS
     for part in parts:
         assert report[part]["status"] == "skipped"
