@@ -210,7 +210,9 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
     normalize : "data" or (mean, std), default="data"
         Input standardisation: per-channel mean and std of the training images, or fixed
         per-channel values in the units of X (the paper's CIFAR constants in
-        :func:`cifar10_params`).
+        :func:`cifar10_params`). With "data", a streamed X (a data set, a memmap) is read
+        once more before training to compute them exactly, as from the array it holds;
+        give known values (ImageNet's, for example) to skip that pass.
     ensemble : bool, default=False
         Predict with the ensemble ``Z = sum_j 2^j z_j`` of all layers' auxiliary logits
         instead of the last layer's.

@@ -27,7 +27,6 @@ from .._validation import (
 from ..training._engine import StageData
 from ..training._runtime import derive_seed
 from ..training._streaming import (
-    STATS_SAMPLE,
     ArraySource,
     DatasetSource,
     LoaderOptions,
@@ -214,14 +213,12 @@ def stage_data(estimator, X, y_enc, weights, X_val, y_val, classes, image_shape,
 
 
 def input_stats(normalize, X, batch_size: int):
-    """Channel means and stds for the stem: from ``normalize``, or from the data ``X``
-    (a tensor, or a random sample of a stream's items)."""
+    """Channel means and stds for the stem: from ``normalize``, or from every image of
+    ``X`` (a tensor, or a stream read once, batch by batch: a stream trains the model its
+    array would)."""
     if not isinstance(normalize, str):
         mean, std = check_normalize(normalize, X.shape[1])
         return torch.tensor(mean), torch.tensor(std)
-    if not isinstance(X, torch.Tensor) and len(X) > STATS_SAMPLE:
-        rng = np.random.default_rng(0)
-        X = X.subset(np.sort(rng.choice(len(X), STATS_SAMPLE, replace=False)))
     return channel_stats(X, batch_size)
 
 

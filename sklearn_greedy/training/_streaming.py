@@ -31,10 +31,6 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-# ``normalize="auto"`` on a stream estimates the channel statistics from this many items
-# (drawn at random): a whole extra pass over ImageNet for four numbers is not worth it.
-STATS_SAMPLE = 10_000
-
 PREFIX_CACHES = ("device", "host", "disk")
 
 

@@ -179,3 +179,32 @@ def test_no_kept_features_under_augmentation(images, monkeypatch, augment):
     else:
         assert caches
         assert mirrored_rows == 0
+
+
+def test_a_long_stream_is_standardised_by_all_its_items_as_its_array(tmp_path):
+    """normalize="data" on a stream reads every item for the channel statistics (once
+    sampled from 10,000 items, which trained another model than the array): the stem of
+    a memmap fit equals the array fit's, and both predict alike."""
+    rng = np.random.RandomState(0)
+    n = 12_000
+    X = rng.rand(n, 2, 4, 4).astype(np.float32)
+    X[:600] += 50.0  # a few items far off: any sample would miss their share
+    y = np.arange(n) % 2
+    path = tmp_path / "long.dat"
+    stream = np.memmap(path, dtype=np.float32, mode="w+", shape=X.shape)
+    stream[:] = X
+    stream.flush()
+    params = dict(n_layers=1, width=2, max_epochs=1, batch_size=4000, random_state=0)
+    fits = [
+        GreedyLayerwiseCNNClassifier(**params).fit(data, y)
+        for data in (np.memmap(path, dtype=np.float32, mode="r", shape=X.shape), X)
+    ]
+    mean = X.astype(np.float64).mean(axis=(0, 2, 3))
+    std = X.astype(np.float64).std(axis=(0, 2, 3))
+    for clf in fits:
+        standardize = clf.model_.stem[-1]
+        np.testing.assert_allclose(standardize.mean.numpy().ravel(), mean, rtol=1e-6)
+        np.testing.assert_allclose(standardize.std.numpy().ravel(), std, rtol=1e-5)
+    np.testing.assert_allclose(
+        fits[0].decision_function(X[:50]), fits[1].decision_function(X[:50]), rtol=1e-5
+    )
