@@ -333,8 +333,12 @@ def validate_validation_set(estimator, X_val, y_val, classes, image_shape):
 
 
 def as_device_tensor(array, device) -> torch.Tensor:
-    """A (contiguous) numpy array as a tensor on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+    """A (contiguous) numpy array as a tensor on ``device``, sharing a CPU array's memory
+    (a read-only one too: the estimators never write to their input)."""
+    array = np.ascontiguousarray(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable", UserWarning)
+        return torch.from_numpy(array).to(device)
 
 
 def encode_validation_targets(y_val, classes, *, n_samples: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import mmap
 import os
 import pickle
 import tempfile
@@ -161,6 +162,8 @@ def fit_on_devices(
         with open(os.path.join(workdir, "payload.pkl"), "wb") as fh:
             pickle.dump(list(fit_params), fh)  # the names, then each value in turn
             for name, value in (("the estimator", work), ("X", X), ("y", y), *fit_params.items()):
+                if isinstance(value, np.memmap):  # its file's name travels, not its bytes
+                    value = MemmapView.of(value)
                 try:  # one at a time, so that the error names what cannot travel
                     pickle.dump(value, fh, protocol=pickle.HIGHEST_PROTOCOL)
                 except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -180,6 +183,64 @@ def fit_on_devices(
         if name in params:
             setattr(fitted, name, params[name])
     return fitted
+
+
+class MemmapView:
+    """A ``np.memmap`` (or a view of one: a slice, a reshape, a transpose) described by its
+    file, so that it travels to another process as a few numbers and is mapped there again,
+    instead of being pickled with every byte it maps.
+
+    Parameters
+    ----------
+    filename : str
+        The mapped file.
+    dtype : numpy dtype
+        The array's type.
+    position : int
+        Byte position in the file of the array's first element.
+    shape, strides : tuple of int
+        The array's shape and strides in bytes.
+
+    Examples
+    --------
+    >>> import numpy as np, pickle, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.dat")
+    >>> X = np.memmap(path, dtype=np.float32, mode="w+", shape=(100, 3, 4))
+    >>> X[:] = np.arange(X.size, dtype=np.float32).reshape(X.shape)
+    >>> view = pickle.loads(pickle.dumps(MemmapView.of(X[10:20, None]))).open()
+    >>> type(view).__name__, view.shape, bool((view == X[10:20, None]).all())
+    ('memmap', (10, 1, 3, 4), True)
+    """
+
+    def __init__(self, filename, dtype, position: int, shape, strides):
+        self.filename, self.dtype, self.position = filename, np.dtype(dtype), position
+        self.shape, self.strides = tuple(shape), tuple(strides)
+
+    @classmethod
+    def of(cls, array: np.memmap) -> MemmapView:
+        """The description of ``array``, a memmap or a view of one."""
+        mapping = array._mmap
+        if mapping is None or array.filename is None:
+            raise TypeError("this np.memmap maps no file: it cannot travel by name.")
+        # numpy maps the file from the allocation boundary below the memmap's offset
+        start = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
+        base = np.frombuffer(mapping, dtype=np.uint8).ctypes.data
+        position = start + array.ctypes.data - base
+        return cls(array.filename, array.dtype, position, array.shape, array.strides)
+
+    def open(self) -> np.memmap:
+        """The array, mapped read-only from its file."""
+        whole = np.memmap(self.filename, dtype=np.uint8, mode="r")
+        view = np.ndarray.__new__(
+            np.memmap, self.shape, dtype=self.dtype, buffer=whole, offset=self.position,
+            strides=self.strides,
+        )  # fmt: skip
+        view._mmap, view.filename, view.offset, view.mode = whole._mmap, whole.filename, 0, "r"
+        return view
+
+
+def _opened(value):
+    return value.open() if isinstance(value, MemmapView) else value
 
 
 def _worker_estimator(estimator, params: dict):
@@ -205,8 +266,8 @@ def _fit_worker(rank: int, workdir: str, devices: list[str], backend: str) -> No
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // len(devices)))
         with open(os.path.join(workdir, "payload.pkl"), "rb") as fh:
             names = pickle.load(fh)
-            estimator, X, y = (pickle.load(fh) for _ in range(3))
-            fit_params = {name: pickle.load(fh) for name in names}
+            estimator, X, y = (_opened(pickle.load(fh)) for _ in range(3))
+            fit_params = {name: _opened(pickle.load(fh)) for name in names}
         estimator.set_params(device=device)
         dist.init_process_group(
             backend,

@@ -245,3 +245,14 @@ def test_to_skorch_trains_on_the_flat_X_of_fit():
     net = clf.to_skorch(max_epochs=1, batch_size=32)
     net.partial_fit(flat, np.searchsorted(clf.classes_, y))
     assert net.predict_proba(flat).shape == (len(y), 3)
+
+
+def test_a_read_only_array_fits_and_predicts_without_torch_warning():
+    """A read-only array (a memmap opened "r" and made an array, a broadcast) is used as
+    it is: no copy, and no torch warning about non-writable arrays reaches the user."""
+    X, y = quadrant_images(n=40)
+    X.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = GreedyLayerwiseCNNClassifier(n_layers=1, width=2, max_epochs=1).fit(X, y)
+        clf.predict(X)

@@ -398,3 +398,35 @@ def test_a_device_list_is_a_parameter_for_fit_only():
     with pytest.raises(ValueError, match="decoupled"):
         clone(clf).set_params(training="decoupled").fit(X, y)
     assert not _our_children()
+
+
+@pytest.mark.parametrize(
+    "view", [lambda X: X, lambda X: X[5:25, None], lambda X: X[::-2].transpose(0, 2, 1)]
+)
+def test_a_memmap_travels_to_the_workers_as_its_file_not_its_bytes(tmp_path, monkeypatch, view):
+    """The payload of a several-device fit names a memmap's file (a few hundred bytes
+    whatever its size); each worker maps the same rows again, a memmap still (so it is
+    still read batch by batch)."""
+    import sklearn_greedy.training._spawn as spawn
+
+    path = tmp_path / "X.dat"
+    X = np.memmap(path, dtype=np.float32, mode="w+", shape=(40, 8, 8), offset=64)
+    X[:] = np.random.RandomState(0).rand(*X.shape)
+    X = view(X)
+    seen = {}
+
+    def read_payload(fn, args, devices, workdir, timeout):  # instead of spawning
+        with open(os.path.join(workdir, "payload.pkl"), "rb") as fh:
+            seen["bytes"] = os.path.getsize(fh.name)
+            pickle.load(fh)
+            _, seen["X"] = pickle.load(fh), spawn._opened(pickle.load(fh))
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(spawn, "run_workers", read_payload)
+    clf = GreedyLayerwiseCNNClassifier(n_layers=1, width=2, max_epochs=1)
+    with pytest.raises(RuntimeError, match="stop here"):
+        fit_on_devices(clf, ["cpu", "cpu"], X, np.arange(len(X)) % 2)
+    assert seen["bytes"] < 4096 < X.nbytes
+    assert isinstance(seen["X"], np.memmap)
+    assert seen["X"].shape == X.shape and seen["X"].strides == X.strides
+    np.testing.assert_array_equal(seen["X"], X)
