@@ -39,6 +39,7 @@ from .._validation import (
 )
 from ..training._augment import make_augment
 from ..training._checkpoint import data_digest, resume_fit
+from ..training._distributed import is_main_rank
 from ..training._engine import (
     TrainingConfig,
     batched_apply,
@@ -310,7 +311,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         Class labels.
     n_features_in_ : int
         Number of features ``C*H*W`` seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features seen in fit, when X had string column names.
     image_shape_ : tuple of int
         Shape (C, H, W) of the images seen in fit.
@@ -328,15 +329,15 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         For each layer, one record per epoch: ``epoch``, ``train_loss``, ``train_score``
         (accuracy on the augmented training batches), ``valid_score``, ``lr``,
         ``seconds``; with more than 5 classes also ``train_top5`` and ``valid_top5``.
-    n_iter_ : ndarray of shape (n_layers_fitted_,)
+    n_iter_ : ndarray of shape (``n_layers_fitted_``,)
         Epochs run by each layer.
     loss_curve_ : list of list of float
         Mean training loss of each epoch, per layer.
-    best_epoch_ : ndarray of shape (n_layers_fitted_,)
+    best_epoch_ : ndarray of shape (``n_layers_fitted_``,)
         The epoch whose parameters each layer kept.
-    stopped_early_ : ndarray of bool of shape (n_layers_fitted_,)
+    stopped_early_ : ndarray of bool of shape (``n_layers_fitted_``,)
         Whether each layer ended on the plateau rule before ``max_epochs``.
-    layer_scores_ : ndarray of shape (n_layers_fitted_,)
+    layer_scores_ : ndarray of shape (``n_layers_fitted_``,)
         Training accuracy of each layer's auxiliary classifier, in eval mode on the
         training data without augmentation.
     pruning_ : list of dict or None
@@ -714,6 +715,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         else:
             layer_bn = head_bn = self._use_batch_norm()
         steps = StepBuilder(self.k, layer_bn, head_bn, self.final_aux, self.aux_downsample)
+        verbose = int(self.verbose) if is_main_rank() else 0  # one voice per process group
         config = TrainingConfig(
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
@@ -727,7 +729,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
             keep_best=self.keep_best,
             n_iter_no_change=self.n_iter_no_change,
             tol=self.tol,
-            verbose=max(int(self.verbose) - 1, 0),
+            verbose=max(verbose - 1, 0),
             eval_batch_size=self._eval_batch_size(),
             precision=resolve_precision(self.precision, device),
             prefix_cache=prefix_cache,
@@ -739,7 +741,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
             n_layers=self.n_layers, stop=stop, training=self.training,
             decoupled_delay=self.decoupled_delay,
             prune_epochs=self.max_epochs if self.prune_epochs is None else self.prune_epochs,
-            prune_rounds=self.prune_rounds, store=store, verbose=self.verbose,
+            prune_rounds=self.prune_rounds, store=store, verbose=verbose,
         )  # fmt: skip
 
     def _checkpoints(self, continuing, classes, image_shape, seed, X, y, weights, X_val, y_val):

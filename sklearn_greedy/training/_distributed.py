@@ -46,6 +46,12 @@ def distributed_world_size() -> int:
     return 1
 
 
+def is_main_rank() -> bool:
+    """Whether this process speaks for the fit: rank 0 of the default process group, or
+    any process outside of one (the others stay silent, so a fit prints each line once)."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
 def stage_trainer_class() -> type[StageTrainer]:
     """The trainer of the greedy CNN's layer stages in this process.
 

@@ -15,7 +15,10 @@ import json
 import mmap
 import os
 import pickle
+import shutil
+import signal
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -30,6 +33,16 @@ import torch.multiprocessing as mp
 _POLL_SECONDS = 1.0
 # Grace given to a worker asked to stop before it is killed.
 _STOP_SECONDS = 5.0
+# Set in the workers' environment: the directory of the fit they belong to.
+_WORKDIR_ENV = "SKLEARN_GREEDY_DDP_WORKDIR"
+# Written there by a worker that found itself re-running its parent's script.
+_UNGUARDED = "unguarded-main"
+_UNGUARDED_MESSAGE = (
+    "The workers of a fit on several devices import the script that started it, and that "
+    'script has no `if __name__ == "__main__":` guard: each worker ran the script\'s top '
+    "level again (and with it this fit) instead of training. Put the code that fits under "
+    '`if __name__ == "__main__":` (see README, "One fit on several GPUs").'
+)
 
 
 def check_devices(devices: Sequence[str | torch.device]) -> list[str]:
@@ -152,6 +165,11 @@ def fit_on_devices(
     >>> clf = GreedyLayerwiseCNNClassifier(image_shape=(1, 8, 8), random_state=0)
     >>> clf = fit_on_devices(clf, ["cuda:0", "cuda:1"], X, y)  # doctest: +SKIP
     """
+    if os.environ.get(_WORKDIR_ENV) and getattr(mp.current_process(), "_inheriting", False):
+        # a worker importing its parent's script, whose top level starts this fit again
+        with open(os.path.join(os.environ[_WORKDIR_ENV], _UNGUARDED), "w"):
+            pass
+        raise RuntimeError(_UNGUARDED_MESSAGE)
     devices = check_devices(devices)
     params = estimator.get_params(deep=False)
     if "device" not in params:
@@ -173,7 +191,16 @@ def fit_on_devices(
                         "the data set's class and its transforms at module level (no "
                         "lambdas or local functions), or fit on one device."
                     ) from exc
-        run_workers(_fit_worker, (workdir, devices, backend), devices, workdir, timeout)
+        previous = os.environ.get(_WORKDIR_ENV)
+        os.environ[_WORKDIR_ENV] = workdir  # inherited by the workers
+        try:
+            args = (workdir, devices, backend, os.getpid())
+            run_workers(_fit_worker, args, devices, workdir, timeout)
+        finally:
+            if previous is None:
+                del os.environ[_WORKDIR_ENV]
+            else:
+                os.environ[_WORKDIR_ENV] = previous
         result = os.path.join(workdir, "result.pkl")
         if not os.path.exists(result):
             raise RuntimeError("fit_on_devices: rank 0 finished without writing its fit.")
@@ -255,8 +282,21 @@ def _worker_estimator(estimator, params: dict):
     return work
 
 
-def _fit_worker(rank: int, workdir: str, devices: list[str], backend: str) -> None:
-    """One process of :func:`fit_on_devices` (module level, for ``spawn``)."""
+def _fit_worker(rank: int, workdir: str, devices: list[str], backend: str, parent: int) -> None:
+    """One process of :func:`fit_on_devices` (module level, for ``spawn``); ``parent`` is
+    the pid of the process that spawned it."""
+    _exit_with_parent(workdir, parent)
+    try:
+        _train_as_rank(rank, workdir, devices, backend)
+    except BaseException:
+        # a peer that left as an orphan breaks this worker's collectives: clean up quietly
+        if os.getppid() != parent:
+            _leave_orphaned(workdir)
+        raise
+
+
+def _train_as_rank(rank: int, workdir: str, devices: list[str], backend: str) -> None:
+    """The body of :func:`_fit_worker`: join the group and fit; rank 0 writes the fit."""
     with record_errors(workdir, rank):
         device = devices[rank]
         if device.startswith("cuda"):
@@ -284,6 +324,34 @@ def _fit_worker(rank: int, workdir: str, devices: list[str], backend: str) -> No
                 pickle.dump(estimator, fh, protocol=pickle.HIGHEST_PROTOCOL)
             os.replace(partial, os.path.join(workdir, "result.pkl"))
         dist.destroy_process_group()
+
+
+def _exit_with_parent(workdir: str, parent: int) -> None:
+    """End this worker when ``parent``, the process that spawned it, is gone (SIGKILLed,
+    or out of memory; perhaps before this worker started): a thread watches the parent's
+    pid, and the orphan removes the fit's directory (with its copy of the data) before
+    exiting, instead of training on to no one."""
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(_POLL_SECONDS)
+        _leave_orphaned(workdir)
+
+    def interrupted(signum, frame):
+        # torch has the kernel send SIGINT to a worker whose parent died; the fit would
+        # take it for a user's interrupt and end "gracefully", keeping its layers
+        if os.getppid() != parent:
+            _leave_orphaned(workdir)
+        signal.default_int_handler(signum, frame)
+
+    signal.signal(signal.SIGINT, interrupted)
+    threading.Thread(target=watch, name="sklearn-greedy-parent-watch", daemon=True).start()
+
+
+def _leave_orphaned(workdir: str) -> None:
+    """Remove the fit's directory and end this worker at once (no one reads its result)."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    os._exit(1)
 
 
 @contextlib.contextmanager
@@ -354,9 +422,13 @@ def run_workers(fn, args: tuple, devices: list[str], workdir: str, timeout=None)
     >>> from sklearn_greedy.training._spawn import run_workers
     >>> run_workers(print, ("hello",), ["cpu", "cpu"], ".")  # doctest: +SKIP
     """
-    context = mp.start_processes(
-        fn, args=args, nprocs=len(devices), join=False, start_method="spawn"
-    )
+    saved, tempfile.tempdir = tempfile.tempdir, workdir
+    try:  # torch's per-worker error files go in workdir: an orphan removes them with it
+        context = mp.start_processes(
+            fn, args=args, nprocs=len(devices), join=False, start_method="spawn"
+        )
+    finally:
+        tempfile.tempdir = saved
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while not context.join(timeout=_POLL_SECONDS):
@@ -368,6 +440,8 @@ def run_workers(fn, args: tuple, devices: list[str], workdir: str, timeout=None)
     except mp.ProcessRaisedException as exc:
         raise RuntimeError(_failure_message(exc, devices, workdir)) from exc
     except mp.ProcessExitedException as exc:
+        if os.path.exists(os.path.join(workdir, _UNGUARDED)):
+            raise RuntimeError(_UNGUARDED_MESSAGE) from exc
         rank = exc.error_index
         raise RuntimeError(
             f"The worker of rank {rank} (device {devices[rank]!r}) died without an error "

@@ -430,3 +430,113 @@ def test_a_memmap_travels_to_the_workers_as_its_file_not_its_bytes(tmp_path, mon
     assert isinstance(seen["X"], np.memmap)
     assert seen["X"].shape == X.shape and seen["X"].strides == X.strides
     np.testing.assert_array_equal(seen["X"], X)
+
+
+def test_only_rank_0_prints_the_verbose_lines(capsys, monkeypatch):
+    import sklearn_greedy.cnn._classifier as classifier
+
+    X, y = quadrant_images(n=40)
+    params = dict(n_layers=1, width=2, max_epochs=2, verbose=2)
+    for main, printed in ((True, True), (False, False)):
+        monkeypatch.setattr(classifier, "is_main_rank", lambda main=main: main)
+        GreedyLayerwiseCNNClassifier(**params).fit(X, y)
+        out = capsys.readouterr().out
+        assert ("layer 1/1" in out) is printed, out
+
+
+def test_a_script_without_main_guard_is_named(tmp_path, monkeypatch):
+    """A spawned worker imports its parent's script; without the guard, the script's fit
+    starts again inside the worker: the worker says so, and the parent names the cause
+    instead of "died without an error message"."""
+    import multiprocessing
+
+    import sklearn_greedy.training._spawn as spawn
+
+    # the worker's side: a fit started while this process is being spawned
+    monkeypatch.setenv(spawn._WORKDIR_ENV, str(tmp_path))
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    clf = GreedyLayerwiseCNNClassifier(n_layers=1, device=["cpu", "cpu"])
+    with pytest.raises(RuntimeError, match='no `if __name__ == "__main__":` guard'):
+        clf.fit(*quadrant_images(n=20))
+    assert (tmp_path / spawn._UNGUARDED).exists()
+    monkeypatch.delattr(multiprocessing.current_process(), "_inheriting")
+
+    # the parent's side: a worker that died leaving that mark
+    class Died:
+        processes, error_files = [], []
+
+        def join(self, timeout=None):
+            raise torch.multiprocessing.ProcessExitedException("died", 1, 123, 1)
+
+    monkeypatch.setattr(spawn.mp, "start_processes", lambda *a, **k: Died())
+    with pytest.raises(RuntimeError, match="guard: each worker ran the script's top level"):
+        run_workers(print, (), ["cpu", "cpu"], str(tmp_path))
+
+
+def test_workers_stop_and_clean_up_when_their_parent_is_killed(tmp_path):
+    """A SIGKILLed parent leaves no worker training on and no copy of X behind: each
+    worker watches its parent and, orphaned, removes the fit's directory and exits."""
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np\n"
+        "from sklearn_greedy import GreedyLayerwiseCNNClassifier\n"
+        "if __name__ == '__main__':\n"
+        "    X = np.random.RandomState(0).rand(2000, 1, 8, 8).astype(np.float32)\n"
+        "    GreedyLayerwiseCNNClassifier(n_layers=3, width=8, max_epochs=10**4,\n"
+        "        n_iter_no_change=10**6, device=['cpu', 'cpu']).fit(X, np.arange(2000) % 2)\n"
+    )
+    (tmp_path / "fit.py").write_text(script)
+    parent = subprocess.Popen(
+        [sys.executable, "fit.py"], cwd=tmp_path, env=dict(os.environ, TMPDIR=str(tmp_path)),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+    def workers():
+        found = []
+        for entry in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[1]) == parent.pid:  # the parent's children
+                found.append(int(entry))
+        return found
+
+    def workdirs():
+        prefixes = ("sklearn-greedy-ddp-", "pytorch-errorfile")
+        return [p for p in tmp_path.iterdir() if p.name.startswith(prefixes)]
+
+    def training():  # both workers joined the process group: they run the fit
+        return any((d / "rendezvous").exists() for d in workdirs() if d.is_dir())
+
+    try:
+        deadline = time.monotonic() + 120
+        while not training() and time.monotonic() < deadline:
+            assert parent.poll() is None, "the fit ended before it could be killed"
+            time.sleep(0.5)
+        time.sleep(1.0)
+        children = workers()
+        assert training() and len(children) >= 2
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (
+        workdirs() or any(os.path.exists(f"/proc/{pid}") and _running(pid) for pid in children)
+    ):
+        time.sleep(0.5)
+    assert not workdirs()
+    assert not [pid for pid in children if os.path.exists(f"/proc/{pid}") and _running(pid)]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its (killed) parent's reaper."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
