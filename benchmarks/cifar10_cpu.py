@@ -12,7 +12,8 @@ epochs with the optimizer restarted) with every width divided by ``--width-divis
 - ``e2e-k1``: the k=1 final network (the same architecture, freshly initialised) trained
   end to end for J x E epochs with the same optimiser and the learning rate decayed at
   the same fractions of the run;
-- ``greedy-k2``, ``e2e-k3``: as time allows.
+- ``greedy-k2``, ``e2e-k3``: the k=2 greedy fit and the k=3 network end to end (J x E
+  epochs).
 
 Each row runs in a process of its own (its peak RSS is the row's), niced, writing a line
 per layer and epoch to ``<work-dir>/cifar10_cpu.log``. Greedy rows write every finished
