@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
-import mmap
 import os
 import pickle
 import shutil
@@ -28,6 +27,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from ._streaming import memmap_position
 
 # How often the parent wakes while the workers run: to honour the timeout and Ctrl-C.
 _POLL_SECONDS = 1.0
@@ -246,13 +247,9 @@ class MemmapView:
     @classmethod
     def of(cls, array: np.memmap) -> MemmapView:
         """The description of ``array``, a memmap or a view of one."""
-        mapping = array._mmap
-        if mapping is None or array.filename is None:
+        if array._mmap is None or array.filename is None:
             raise TypeError("this np.memmap maps no file: it cannot travel by name.")
-        # numpy maps the file from the allocation boundary below the memmap's offset
-        start = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
-        base = np.frombuffer(mapping, dtype=np.uint8).ctypes.data
-        position = start + array.ctypes.data - base
+        position = memmap_position(array)
         return cls(array.filename, array.dtype, position, array.shape, array.strides)
 
     def open(self) -> np.memmap:

@@ -18,6 +18,7 @@ small and known before training (``targets`` of the data set, or one pass over i
 from __future__ import annotations
 
 import errno
+import mmap
 import numbers
 import os
 import shutil
@@ -251,6 +252,7 @@ class ArraySource(_Source):
         self, array, device, *, float_on_device=False, check_finite=False, indices=None
     ):  # fmt: skip
         self.array = array
+        self._file_rows = FileRows.of(array)
         self.indices = None if indices is None else np.asarray(indices)
         n = array.shape[0] if indices is None else len(self.indices)
         self.shape = (n, *array.shape[1:])
@@ -274,7 +276,10 @@ class ArraySource(_Source):
             idx = self.indices[idx]
         # rows in file order: a memmap reads forward instead of seeking back and forth
         order = np.argsort(idx, kind="stable")
-        rows = self.array[idx[order]]
+        if self._file_rows is not None:
+            rows = self._file_rows.read(idx[order])
+        else:
+            rows = self.array[idx[order]]
         rows = rows if isinstance(rows, torch.Tensor) else torch.from_numpy(np.asarray(rows))
         batch = torch.empty_like(rows)
         batch[torch.from_numpy(order)] = rows
@@ -304,6 +309,96 @@ class ArraySource(_Source):
                 following = next(index_batches, None)
                 pending = None if following is None else pool.submit(self._read, following)
                 yield self._to_device(batch)
+
+
+def memmap_position(array: np.memmap) -> int:
+    """Byte position in its file of the first element of ``array``, a memmap or a view of
+    one (a slice, a reshape, a transpose)."""
+    # numpy maps the file from the allocation boundary below the memmap's offset
+    start = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
+    base = np.frombuffer(array._mmap, dtype=np.uint8).ctypes.data
+    return start + array.ctypes.data - base
+
+
+class FileRows:
+    """Rows of a memmap read from its file with ``preadv`` instead of through the mapping.
+
+    Pages touched through a mapping stay mapped, and count in the process's resident
+    memory (what Slurm and Kubernetes limit), until the whole file is: a 2 GiB memmap fit
+    peaked at 4.2 GiB. And the kernel maps whole large folios around each faulting row,
+    so one shuffled batch of 1,024 rows mapped 1.3 GiB. Read with ``preadv``, the rows
+    pass through the page cache only, and resident memory stays that of the batches.
+
+    Parameters
+    ----------
+    filename : str
+        The memmap's file.
+    position : int
+        Byte position of the first row's first element.
+    shape, strides : tuple of int
+        The array's shape and strides in bytes (rows positive and apart, elements within
+        a row at non-negative strides).
+    dtype : numpy dtype
+        The array's type.
+    """
+
+    def __init__(self, filename, position, shape, strides, dtype):
+        self.filename, self.position, self.dtype = filename, position, np.dtype(dtype)
+        self.shape, self.strides = tuple(shape), tuple(strides)
+        # the bytes of one row, from its first element to the end of its last
+        self.span = self.dtype.itemsize + sum(
+            (n - 1) * s for n, s in zip(self.shape[1:], self.strides[1:])
+        )
+        self._fd = None
+
+    @classmethod
+    def of(cls, array) -> FileRows | None:
+        """The reader of ``array``'s rows; None where the mapping must be read: anything
+        but a memmap of a file, a copy-on-write memmap (its changes live in the mapping
+        only), rows in reverse or overlapping, or a system without ``preadv``."""
+        if (
+            not isinstance(array, np.memmap)
+            or getattr(array, "_mmap", None) is None
+            or not getattr(array, "filename", None)
+            or getattr(array, "mode", None) not in ("r", "r+", "w+")
+            or array.ndim == 0
+            or not hasattr(os, "preadv")
+            or min(array.strides[1:], default=0) < 0
+        ):
+            return None
+        rows = cls(array.filename, memmap_position(array), array.shape, array.strides,
+                   array.dtype)  # fmt: skip
+        return rows if array.strides[0] >= rows.span else None
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The rows at ``rows`` (ascending), as a new C-contiguous array."""
+        if self._fd is None:
+            self._fd = os.open(self.filename, os.O_RDONLY)
+            weakref.finalize(self, os.close, self._fd)
+        rows = np.asarray(rows, dtype=np.int64)
+        raw = np.empty((len(rows), self.span), dtype=np.uint8)
+        contiguous = self.strides[0] == self.span
+        start = 0
+        while start < len(rows):
+            stop = start + 1
+            if contiguous:  # consecutive rows: one read
+                while stop < len(rows) and rows[stop] == rows[stop - 1] + 1:
+                    stop += 1
+            self._read_into(raw[start:stop].reshape(-1), int(rows[start]))
+            start = stop
+        view = np.ndarray(
+            (len(rows), *self.shape[1:]), dtype=self.dtype, buffer=raw,
+            strides=(self.span, *self.strides[1:]),
+        )  # fmt: skip
+        return np.ascontiguousarray(view)
+
+    def _read_into(self, buffer: np.ndarray, row: int) -> None:
+        where, done = self.position + row * self.strides[0], 0
+        while done < buffer.size:  # a read may return less than asked (2 GiB at most)
+            got = os.preadv(self._fd, [buffer[done:]], where + done)
+            if got == 0:
+                raise OSError(f"{self.filename} ended while reading rows of X: was it cut?")
+            done += got
 
 
 def _torch_dtype(array) -> torch.dtype:
