@@ -2,6 +2,7 @@
 
     python3 dev.py quickstart        # main job: examples/quickstart.py (digits, CPU or GPU)
     python3 dev.py test [ARGS...]    # the test suite; ARGS go to pytest
+    python3 dev.py docs              # the documentation site, into docs/_build/html
 
 Each command first makes sure the project's virtual environment ``.venv`` holds torch, the
 package (editable) and its ``test`` and ``dask`` extras, creating or updating it when needed,
@@ -16,6 +17,11 @@ overrides the requirement itself (``TORCH="torch==2.13.0+cpu"``).
 
 The tests run on every core (pytest-xdist's ``-n auto``, one torch thread per worker)
 unless ARGS choose otherwise (``-n 0`` runs them in one process).
+
+``docs`` also installs the ``docs`` extra (Sphinx and its extensions; its own stamp, so that
+the other two commands never wait for it), builds the site with warnings as errors (the
+gallery runs every script of ``examples/``: a few minutes on a CPU) and checks the result
+with ``docs/check_build.py``.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ VENV = ROOT / ".venv"
 STAMP = VENV / "sklearn-greedy-setup.sha256"
 TORCH = "torch==2.13.0"
 EXTRAS = ".[test,dask]"
+DOCS_STAMP = VENV / "sklearn-greedy-docs.sha256"
+DOCS_EXTRAS = ".[test,dask,docs]"
 
 
 def venv_python() -> Path:
@@ -82,11 +90,35 @@ def set_up() -> Path:
     return python
 
 
+def set_up_docs() -> Path:
+    """``.venv`` as :func:`set_up` makes it, with the ``docs`` extra too; its Python."""
+    python = set_up()
+    wanted_docs = wanted() + DOCS_EXTRAS
+    if not (DOCS_STAMP.exists() and DOCS_STAMP.read_text().strip() == wanted_docs):
+        pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        run(*pip, "-e", DOCS_EXTRAS)
+        DOCS_STAMP.write_text(wanted_docs + "\n")
+    return python
+
+
+def build_docs(python: Path) -> int:
+    """Build the site with warnings as errors, then check what was built; the exit status."""
+    html = ROOT / "docs" / "_build" / "html"
+    status = run(
+        python, "-m", "sphinx", "-W", "--keep-going", "-b", "html", "docs", html, check=False
+    )
+    if status:
+        return status
+    return run(python, ROOT / "docs" / "check_build.py", html, check=False)
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] not in ("quickstart", "test"):
+    if not argv or argv[0] not in ("quickstart", "test", "docs"):
         print(__doc__)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv[0] == "docs":
+        return build_docs(set_up_docs())
     python = set_up()
     if argv[0] == "quickstart":
         command = [python, ROOT / "examples" / "quickstart.py", *argv[1:]]

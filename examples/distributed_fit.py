@@ -1,9 +1,15 @@
-"""One greedy CNN fit on several devices (data-parallel, torch.distributed).
+"""One fit on several devices
+==========================
+
+One greedy CNN fit on several devices (data-parallel, torch.distributed).
 
 Each layer's stage (the layer and its auxiliary head) is wrapped in
 DistributedDataParallel; every process takes its share of each global batch of
 ``batch_size`` images, the frozen layers below run without gradients on every process,
 and metrics (hence keep-best and early stopping) are summed over the processes.
+
+The documentation's gallery runs it with ``--devices cpu,cpu``: two processes on the CPU,
+with gloo.
 
 Two ways to start it:
 
@@ -35,7 +41,8 @@ import time
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # the paragraph under the title (sphinx-gallery runs the script with an empty __doc__)
+    parser = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     parser.add_argument("--devices", default="cpu,cpu", help="comma-separated devices")
     parser.add_argument("--torchrun", action="store_true", help="started by torchrun")
     args = parser.parse_args(argv)

@@ -1,4 +1,7 @@
-"""Grid search over the auxiliary depth ``k`` and the width on digits, then over the layer
+"""Grid search over the network and over its layers
+================================================
+
+Grid search over the auxiliary depth ``k`` and the width on digits, then over the layer
 fed to a linear model with the network fitted once.
 
 Usage::
@@ -12,7 +15,8 @@ import argparse
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # the paragraph under the title (sphinx-gallery runs the script with an empty __doc__)
+    parser = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     parser.add_argument("--n-jobs", type=int, default=1, help="parallel fits of the search")
     args = parser.parse_args(argv)
     # imported after the arguments are read, so that --help answers at once

@@ -1,4 +1,8 @@
-"""Grid search over ``k`` and the width on digits, each fit on a worker of a Dask or Ray cluster.
+"""Grid search on a Dask or Ray cluster
+====================================
+
+Grid search over ``k`` and the width on digits, each fit on a worker of a Dask or Ray
+cluster.
 
 scikit-learn's searches run their fits through joblib, so a joblib backend is all it takes:
 ``with joblib.parallel_backend("dask"): search.fit(X, y)``. The scores are the same as a local
@@ -6,6 +10,9 @@ search's (CPU training is deterministic under ``random_state``). The best parame
 fitted once more on a worker, and the fitted estimator comes back to this process: estimators
 pickle their network as CPU tensors (Dask cannot serialise CUDA tensors), so a model fitted on
 a worker's GPU loads here without one, and predicts on the CPU.
+
+The documentation's gallery runs it with ``--backend dask --n-workers 2``: a local Dask
+cluster of two worker processes on the machine that builds the documentation.
 
 Usage::
 
@@ -121,8 +128,9 @@ def fit_on_a_worker(estimator, X, y):
 
 
 def main(argv=None):
-    # the module docstring after its first line (usage, one worker per GPU) as the epilog
-    description, epilog = __doc__.split("\n", 1)
+    # the paragraph under the title as the description, the rest (usage, one worker per GPU)
+    # as the epilog; sphinx-gallery runs the script with an empty __doc__
+    _, description, epilog = (__doc__ or "\n\n\n\n").split("\n\n", 2)
     parser = argparse.ArgumentParser(
         description=description,
         epilog=epilog,

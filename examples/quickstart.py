@@ -1,4 +1,8 @@
-"""Quickstart: a greedy layerwise CNN on scikit-learn's digits.
+"""Quickstart: a greedy layerwise CNN on digits
+============================================
+
+A greedy layerwise CNN on scikit-learn's digits: the main job of ``python3 dev.py
+quickstart``.
 
 Fits ``GreedyLayerwiseCNNClassifier`` with its defaults, prints each layer's accuracy
 (training accuracy of its auxiliary classifier, and test accuracy) and the test score.
@@ -13,7 +17,8 @@ import time
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # the paragraph under the title (sphinx-gallery runs the script with an empty __doc__)
+    parser = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     parser.add_argument("--random-state", type=int, default=0, help="split and model seed")
     args = parser.parse_args(argv)
     # imported after the arguments are read, so that --help answers at once

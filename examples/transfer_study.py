@@ -1,4 +1,7 @@
-"""Transfer of each layer's features to another image folder (Belilovsky et al., App. C.3).
+"""Transfer of each layer to another image folder
+==============================================
+
+Transfer of each layer's features to another image folder (Belilovsky et al., App. C.3).
 
 A greedy ``k = 1`` CNN is trained on the source image folder; then, for each layer, the
 target folder's images go through the frozen network, are averaged to 2x2 per channel,
@@ -11,6 +14,9 @@ per-class accuracy (``balanced_accuracy_score``).
 Both folders use the ``root/<class>/<image>`` layout (Caltech-101's; CIFAR-10 as JPEG
 folders works as a source). ``--demo`` generates two tiny synthetic folders in a
 temporary directory and runs end to end in a minute or two on a CPU.
+
+The documentation's gallery runs it with ``--demo``: what it shows comes from the
+generated folders, not from CIFAR-10 and Caltech-101.
 
 Usage::
 
@@ -119,7 +125,8 @@ def transfer_scores(
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    # the paragraph under the title (sphinx-gallery runs the script with an empty __doc__)
+    parser = argparse.ArgumentParser(description=(__doc__ or "\n\n").split("\n\n")[1])
     parser.add_argument(
         "--source-dir", help="image folder (root/<class>/<image>) the network is trained on"
     )

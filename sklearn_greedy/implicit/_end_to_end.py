@@ -239,15 +239,15 @@ class EndToEndImplicitRegressor(RegressorMixin, _RegressionTarget, EndToEndBase)
     ----------
     A_ : ndarray of shape (n_states, n_states)
         Dense, with ``||A_||_inf <= kappa``.
-    B_ : ndarray of shape (n_states, n_features_in_)
+    B_ : ndarray of shape (n_states, ``n_features_in_``)
         Input weights on raw inputs.
-    C_ : ndarray of shape (n_outputs_, n_states)
+    C_ : ndarray of shape (``n_outputs_``, n_states)
         Output weights.
-    D_ : ndarray of shape (n_outputs_, n_features_in_)
+    D_ : ndarray of shape (``n_outputs_``, ``n_features_in_``)
         Zero.
     state_intercept_ : ndarray of shape (n_states,)
         Intercept of the fixed-point equation.
-    intercept_ : ndarray of shape (n_outputs_,)
+    intercept_ : ndarray of shape (``n_outputs_``,)
         Intercept of the prediction equation.
     pf_eigenvalue_ : float
         ``lambda_PF(|A_|)``, below 1.
@@ -266,7 +266,7 @@ class EndToEndImplicitRegressor(RegressorMixin, _RegressionTarget, EndToEndBase)
         Number of outputs.
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features seen in fit, when X had string column names.
     device_ : str
         Device the model was trained on.
@@ -339,11 +339,11 @@ class EndToEndImplicitClassifier(ClassifierMixin, _ClassificationTarget, EndToEn
         Class labels.
     A_ : ndarray of shape (n_states, n_states)
         Dense, with ``||A_||_inf <= kappa``.
-    B_ : ndarray of shape (n_states, n_features_in_)
+    B_ : ndarray of shape (n_states, ``n_features_in_``)
         Input weights on raw inputs.
     C_ : ndarray of shape (n_classes, n_states)
         Output weights (logits).
-    D_ : ndarray of shape (n_classes, n_features_in_)
+    D_ : ndarray of shape (n_classes, ``n_features_in_``)
         Zero.
     state_intercept_ : ndarray of shape (n_states,)
         Intercept of the fixed-point equation.
@@ -364,7 +364,7 @@ class EndToEndImplicitClassifier(ClassifierMixin, _ClassificationTarget, EndToEn
         Whether training ended on the plateau rule before ``max_epochs``.
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features seen in fit, when X had string column names.
     device_ : str
         Device the model was trained on.

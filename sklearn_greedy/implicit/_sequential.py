@@ -747,15 +747,15 @@ class SequentialImplicitRegressor(RegressorMixin, _RegressionTarget, SequentialB
     ----------
     A_ : ndarray of shape (n_states, n_states)
         Strictly upper block triangular (paper layout ``x = [x_L; ...; x_1]``).
-    B_ : ndarray of shape (n_states, n_features_in_)
+    B_ : ndarray of shape (n_states, ``n_features_in_``)
         Input weights on raw inputs.
-    C_ : ndarray of shape (n_outputs_, n_states)
+    C_ : ndarray of shape (``n_outputs_``, n_states)
         Output weights; zero on the blocks after ``n_blocks_used_``.
-    D_ : ndarray of shape (n_outputs_, n_features_in_)
+    D_ : ndarray of shape (``n_outputs_``, ``n_features_in_``)
         Zero (Assumption 2).
     state_intercept_ : ndarray of shape (n_states,)
         Intercept ``b`` of the fixed-point equation.
-    intercept_ : ndarray of shape (n_outputs_,)
+    intercept_ : ndarray of shape (``n_outputs_``,)
         Intercept ``c`` of the prediction equation.
     pf_eigenvalue_ : float
         ``lambda_PF(|A_|)``; 0 for the strict model, 0.5 with self-loops.
@@ -772,22 +772,22 @@ class SequentialImplicitRegressor(RegressorMixin, _RegressionTarget, SequentialB
         (mean squared error, standardised targets), ``train_score`` (minus the summed
         squared error per sample), ``valid_score`` (the same on validation data, or
         None), ``lr`` (None for ``"lm"``), ``seconds``.
-    n_iter_ : ndarray of shape (n_blocks_fitted_,)
+    n_iter_ : ndarray of shape (``n_blocks_fitted_``,)
         Epochs (iterations) run by each block.
     loss_curve_ : list of list of float
         Training loss of each epoch, per block.
-    best_epoch_ : ndarray of shape (n_blocks_fitted_,)
+    best_epoch_ : ndarray of shape (``n_blocks_fitted_``,)
         The epoch whose weights each block kept.
-    stopped_early_ : ndarray of bool of shape (n_blocks_fitted_,)
+    stopped_early_ : ndarray of bool of shape (``n_blocks_fitted_``,)
         Whether each block stopped before ``max_epochs`` (no improvement, or
         Levenberg-Marquardt converged).
-    block_scores_ : ndarray of shape (n_blocks_fitted_,)
+    block_scores_ : ndarray of shape (``n_blocks_fitted_``,)
         Training R^2 after each block.
     n_outputs_ : int
         Number of outputs.
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features seen in fit, when X had string column names.
     device_ : str
         Device the blocks were trained on.
@@ -1026,11 +1026,11 @@ class SequentialImplicitClassifier(ClassifierMixin, _ClassificationTarget, Seque
         Class labels.
     A_ : ndarray of shape (n_states, n_states)
         Strictly upper block triangular (paper layout ``x = [x_L; ...; x_1]``).
-    B_ : ndarray of shape (n_states, n_features_in_)
+    B_ : ndarray of shape (n_states, ``n_features_in_``)
         Input weights on raw inputs.
     C_ : ndarray of shape (n_classes, n_states)
         Output weights (logits).
-    D_ : ndarray of shape (n_classes, n_features_in_)
+    D_ : ndarray of shape (n_classes, ``n_features_in_``)
         Zero (Assumption 2).
     state_intercept_ : ndarray of shape (n_states,)
         Intercept ``b`` of the fixed-point equation.
@@ -1050,19 +1050,19 @@ class SequentialImplicitClassifier(ClassifierMixin, _ClassificationTarget, Seque
         For each block, one record per epoch: ``epoch``, ``train_loss``
         (cross-entropy), ``train_score`` (accuracy on the training batches),
         ``valid_score`` (validation accuracy, or None), ``lr``, ``seconds``.
-    n_iter_ : ndarray of shape (n_blocks_fitted_,)
+    n_iter_ : ndarray of shape (``n_blocks_fitted_``,)
         Epochs run by each block.
     loss_curve_ : list of list of float
         Training loss of each epoch, per block.
-    best_epoch_ : ndarray of shape (n_blocks_fitted_,)
+    best_epoch_ : ndarray of shape (``n_blocks_fitted_``,)
         The epoch whose weights each block kept.
-    stopped_early_ : ndarray of bool of shape (n_blocks_fitted_,)
+    stopped_early_ : ndarray of bool of shape (``n_blocks_fitted_``,)
         Whether each block ended on the plateau rule before ``max_epochs``.
-    block_scores_ : ndarray of shape (n_blocks_fitted_,)
+    block_scores_ : ndarray of shape (``n_blocks_fitted_``,)
         Training accuracy after each block.
     n_features_in_ : int
         Number of features seen in fit.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the features seen in fit, when X had string column names.
     device_ : str
         Device the blocks were trained on.

@@ -178,7 +178,7 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
         (C, H, W) for a CNN, (n_states_used,) for an implicit model.
     n_features_in_ : int
         Number of input features seen by the network.
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (``n_features_in_``,)
         Names of the input features, when the network saw them.
 
     See Also
@@ -258,7 +258,7 @@ class LayerFeatures(TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        features : ndarray of shape (n_samples, prod(feature_shape_)), float32
+        features : ndarray of shape (n_samples, prod(``feature_shape_``)), float32
             The flattened representation.
         """
         check_is_fitted(self)
