@@ -27,3 +27,28 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# Modules whose tests start processes or train real fits, heaviest first. Run before the
+# rest, they keep pytest-xdist's workers busy until the end: scheduled last, one of them
+# left a worker alone on it while the other core idled.
+_HEAVY_FIRST = (
+    "test_readme.py",
+    "test_gpu_suite.py",
+    "training/test_distributed.py",
+    "training/test_checkpoint.py",
+    "training/test_cluster.py",
+    "test_onnx.py",
+    "cnn/test_classifier.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        path = item.path.as_posix()
+        for i, name in enumerate(_HEAVY_FIRST):
+            if path.endswith("tests/" + name):
+                return i
+        return len(_HEAVY_FIRST)
+
+    items.sort(key=rank)  # stable: each module's own order is kept

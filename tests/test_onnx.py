@@ -97,6 +97,8 @@ def test_onnx_implicit_models_equal_the_estimators(tmp_path, self_loops):
     session = ort.InferenceSession(export_onnx(reg, tmp_path / "t.onnx", output="transform"))
     states = session.run(None, {"input": X.astype(np.float32)})[0]
     np.testing.assert_allclose(states, reg.transform(X), rtol=1e-4, atol=1e-4)
+    if self_loops:  # the classifier's head is the same code with or without them
+        return
     clf = SequentialImplicitClassifier(6, 3, max_epochs=5, random_state=0).fit(X, y > 1)
     session = ort.InferenceSession(export_onnx(clf, tmp_path / "c.onnx"))
     proba = session.run(None, {"input": X.astype(np.float32)})[0]
