@@ -23,19 +23,23 @@ Usage::
     python examples/grid_search_cluster.py --backend local [--n-workers 2]  # loky processes
 
 One worker per GPU with Dask, one thread each, so that each worker trains one model at a time
-on a GPU of its own::
+on a GPU of its own, and each declaring its GPU as a resource::
 
     dask scheduler  # prints its address, tcp://HOST:8786
-    CUDA_VISIBLE_DEVICES=0 dask worker tcp://HOST:8786 --nworkers 1 --nthreads 1
-    CUDA_VISIBLE_DEVICES=1 dask worker tcp://HOST:8786 --nworkers 1 --nthreads 1
+    CUDA_VISIBLE_DEVICES=0 dask worker tcp://HOST:8786 --nworkers 1 --nthreads 1 --resources GPU=1
+    CUDA_VISIBLE_DEVICES=1 dask worker tcp://HOST:8786 --nworkers 1 --nthreads 1 --resources GPU=1
     python examples/grid_search_cluster.py --backend dask --scheduler tcp://HOST:8786
 
 Each worker then sees its GPU as ``cuda:0``, where the estimator's ``device="auto"`` trains.
-On one machine, dask-cuda's ``LocalCUDACluster`` starts the same workers (one process per
-GPU, each with its own ``CUDA_VISIBLE_DEVICES``): this script uses it when dask-cuda is
-installed and a GPU is present. With Ray, ``--gpus-per-fit 1`` runs the search under
-``parallel_backend("ray", n_jobs=n_gpus, ray_remote_args={"num_gpus": 1})``: Ray gives each
-of its pool's actors one GPU and sets its ``CUDA_VISIBLE_DEVICES``.
+With ``--gpus-per-fit 1`` (the default where this machine has a GPU) every fit asks Dask for
+one ``GPU`` resource (``parallel_backend("dask", resources={"GPU": 1})``), so a CPU-only
+worker that joins the scheduler gets none of them instead of quietly training on its CPU;
+a cluster without any GPU worker is refused before the search starts. On one machine,
+dask-cuda's ``LocalCUDACluster`` starts the same workers (one process per GPU, each with its
+own ``CUDA_VISIBLE_DEVICES`` and here its ``GPU`` resource): this script uses it when
+dask-cuda is installed and a GPU is present. With Ray, ``--gpus-per-fit 1`` runs the
+search under ``parallel_backend("ray", n_jobs=n_gpus, ray_remote_args={"num_gpus": 1})``:
+Ray gives each of its pool's actors one GPU and sets its ``CUDA_VISIBLE_DEVICES``.
 
 Without this, ``GridSearchCV(n_jobs=k)`` on a GPU machine starts k processes that all train
 on the same GPU (``cuda:0``), each with its own CUDA context and copy of the data, until it
@@ -72,17 +76,28 @@ def dask_backend(args, stack: contextlib.ExitStack) -> dict:
             else:
                 # n_workers=None: one worker per visible GPU
                 cluster = LocalCUDACluster(
-                    n_workers=args.n_workers, threads_per_worker=1, dashboard_address=":0"
-                )
+                    n_workers=args.n_workers, threads_per_worker=1, dashboard_address=":0",
+                    resources={"GPU": 1},
+                )  # fmt: skip
         if cluster is None:
             # one thread per worker: a worker trains one model at a time, on its own core
             cluster = LocalCluster(
                 n_workers=args.n_workers or 2, threads_per_worker=1, dashboard_address=":0"
             )
         client = stack.enter_context(Client(stack.enter_context(cluster)))
-    n_workers = len(client.scheduler_info()["workers"])
-    print(f"dask: {n_workers} workers, scheduler {client.scheduler.address}")
-    return {"backend": "dask"}
+    workers = client.scheduler_info()["workers"].values()
+    print(f"dask: {len(workers)} workers, scheduler {client.scheduler.address}")
+    if not args.gpus_per_fit:
+        return {"backend": "dask"}
+    gpus = [w.get("resources", {}).get("GPU", 0) for w in workers]
+    if max(gpus, default=0) < args.gpus_per_fit:
+        # a task asking for a resource that no worker has waits forever
+        raise SystemExit(
+            f"--gpus-per-fit {args.gpus_per_fit:g}: no worker of the Dask cluster declares "
+            f"that many GPUs (their GPU resources: {gpus}). Start each GPU's worker with "
+            "--resources GPU=1 (see --help), or run on CPUs with --gpus-per-fit 0."
+        )
+    return {"backend": "dask", "resources": {"GPU": args.gpus_per_fit}}
 
 
 def ray_backend(args, stack: contextlib.ExitStack) -> dict:
@@ -159,7 +174,8 @@ def main(argv=None):
         "--gpus-per-fit",
         type=float,
         default=None,
-        help="Ray: GPUs each fit reserves (default: 1 if this machine has a GPU, else 0)",
+        help="GPUs each fit reserves: a Dask resource, or Ray's num_gpus (default: 1 if this "
+        "machine has a GPU, else 0)",
     )
     args = parser.parse_args(argv)
     import joblib

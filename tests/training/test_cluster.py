@@ -143,3 +143,54 @@ def test_a_dead_dask_worker_is_named_by_the_cluster_example(monkeypatch):
     monkeypatch.setattr(GridSearchCV, "fit", dying_search)
     with pytest.raises(SystemExit, match="a Dask worker died during the search.*worker's log"):
         example.main(["--backend", "local", "--n-workers", "1"])
+
+
+def _gpus_left():
+    """The GPU resource its worker has left while this task runs (module level: Dask's
+    in-process workers import it by name)."""
+    from distributed import get_worker
+
+    return get_worker().state.available_resources.get("GPU")
+
+
+def _cluster_example():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    try:
+        import grid_search_cluster
+    finally:
+        sys.path.pop(0)
+    return grid_search_cluster
+
+
+def test_dask_gpu_fits_ask_for_a_gpu_worker_and_a_cluster_without_one_is_refused(dask_client):
+    """Issue 25: with --gpus-per-fit, each fit asks Dask for a GPU resource, so that a
+    CPU-only worker never trains one; a cluster where no worker declares a GPU is refused
+    instead of leaving the search waiting forever."""
+    import argparse
+    import contextlib
+
+    from dask.distributed import LocalCluster
+
+    example = _cluster_example()
+    args = argparse.Namespace(scheduler=dask_client.scheduler.address, n_workers=None)
+    args.gpus_per_fit = 1
+    with contextlib.ExitStack() as stack, pytest.raises(SystemExit, match="--resources GPU=1"):
+        example.dask_backend(args, stack)
+    args.gpus_per_fit = 0
+    with contextlib.ExitStack() as stack:
+        assert example.dask_backend(args, stack) == {"backend": "dask"}
+
+    gpu_worker = dict(n_workers=1, threads_per_worker=2, resources={"GPU": 1})
+    with (
+        LocalCluster(processes=False, dashboard_address=":0", **gpu_worker) as cluster,
+        contextlib.ExitStack() as stack,
+    ):
+        args.scheduler, args.gpus_per_fit = cluster.scheduler_address, 1
+        backend = example.dask_backend(args, stack)
+        assert backend == {"backend": "dask", "resources": {"GPU": 1}}
+        with joblib.parallel_backend(**backend):
+            left = joblib.Parallel()(joblib.delayed(_gpus_left)() for _ in range(2))
+    assert left == [0, 0]  # each task held the worker's one GPU while it ran
