@@ -180,7 +180,7 @@ SHARES = {"cuda_tests": 0.2, "stage_throughput": 0.15, "memory": 0.05, "cifar10"
 # proportions: at 480 s, 40 s and 20 s for an estimated 25 s and 10 s on an H100, and the
 # parts above keep the 420 s they have without --scale
 SCALE_SHARES = {"streaming": 1 / 12, "imagenet_stage": 1 / 24}
-PRECISIONS = ("float32", "tf32", "bf16")
+PRECISIONS = ("float32", "tf32", "bf16", "fp16")
 CUDA_TEST_ARGS = ("-m", "pytest", "-m", "cuda", "-q", "tests/training/test_cuda.py")
 # a pytest run starts Python, torch and a CUDA context before its first test
 MIN_TESTS_S = 20.0

@@ -262,9 +262,11 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         trains each layer data-parallel on those devices, one spawned process each
         (``torch.distributed``; ``batch_size`` is the global batch); under ``torchrun``,
         pass each process's own device instead.
-    precision : {"auto", "float32", "tf32", "bf16"}, default="auto"
-        Arithmetic of training: float32, TF32 matmuls on CUDA, or bf16 autocast. "auto"
-        is TF32 on CUDA and float32 elsewhere. Set for this estimator's fit only.
+    precision : {"auto", "float32", "tf32", "bf16", "fp16"}, default="auto"
+        Arithmetic of training: float32, TF32 matmuls on CUDA, bf16 autocast, or float16
+        autocast with loss scaling (``torch.amp.GradScaler``: for GPUs without bf16, such
+        as the V100 and T4). "auto" is TF32 on CUDA and float32 elsewhere. Set for this
+        estimator's fit only.
     channels_last : bool, default=False
         Run the layers on channels-last tensors (NHWC in memory), the layout oneDNN's
         CPU convolutions and cuDNN's tensor cores are fastest in: on the 2-core CPU the

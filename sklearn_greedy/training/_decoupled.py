@@ -42,6 +42,7 @@ from ._engine import (
     TrainingConfig,
     TrainingDivergedError,
     accuracy_sum,
+    gradient_step,
     lr_at,
     make_optimizer,
     restarts_at,
@@ -113,6 +114,7 @@ class DecoupledTrainer(StageInputs):
         """Run the epochs and return one :class:`StageResult` per layer."""
         self._cache_prefix_features()
         self.optimizer = self._make_optimizer(self.config)
+        self._scaler = self.config.grad_scaler(self.data.X.device)
         for epoch in range(self.n_epochs):
             records = self.run_epoch(epoch)
             for j, record in records.items():
@@ -201,9 +203,7 @@ class DecoupledTrainer(StageInputs):
         for j, loss in zip(active, losses):
             if self._initial_losses[j] is None:
                 self._initial_losses[j] = float(loss.detach())
-        self.optimizer.zero_grad(set_to_none=True)
-        torch.stack(losses).sum().backward()
-        self.optimizer.step()
+        gradient_step(self.optimizer, torch.stack(losses).sum(), self._scaler)
         return losses, outs
 
     def validation_scores(self, active: range | None = None) -> list[tuple[float, float]]:

@@ -84,8 +84,26 @@ class TrainingConfig:
     top_k: int | None = None  # also record top-k accuracy ("train_top5"...) when set
 
     def autocast(self, device: torch.device):
-        """bf16 autocast for ``precision="bf16"``; a no-op context otherwise."""
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        """bf16 or float16 autocast for ``precision="bf16"`` or ``"fp16"``; a no-op context
+        otherwise."""
+        dtype = torch.float16 if self.precision == "fp16" else torch.bfloat16
+        return torch.autocast(device.type, dtype=dtype, enabled=self.precision in ("bf16", "fp16"))
+
+    def grad_scaler(self, device: torch.device) -> torch.amp.GradScaler:
+        """The loss scaling of ``precision="fp16"`` (float16 gradients underflow below
+        6e-8: the loss is scaled up before the backward pass, the gradients down before
+        the step, and a step with inf or NaN gradients is skipped); disabled otherwise, a
+        plain backward pass and step."""
+        return torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
+
+
+def gradient_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, scaler) -> None:
+    """One optimizer step on the gradient of ``loss``, through ``scaler``
+    (:meth:`TrainingConfig.grad_scaler`)."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 @dataclass
@@ -327,6 +345,7 @@ class StageTrainer(StageInputs):
         """Run the epochs, keep the best parameters, and return what happened."""
         self._cache_prefix_features()
         self.optimizer = make_optimizer(self._trainable(), self.config)
+        self._scaler = self.config.grad_scaler(self.data.X.device)
         bar = _progress_bar(self.config)
         try:
             for epoch in range(self.config.max_epochs):
@@ -402,9 +421,7 @@ class StageTrainer(StageInputs):
 
     def _update(self, loss: torch.Tensor) -> None:
         """One optimizer step on the gradient of ``loss``."""
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        gradient_step(self.optimizer, loss, self._scaler)
 
     def validation_score(self, score_fn=None) -> float:
         """Mean score of the model (eval mode) on the validation data (by ``score_fn``,

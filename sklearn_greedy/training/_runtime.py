@@ -92,7 +92,7 @@ def make_generator(seed: int, device: torch.device) -> torch.Generator:
     return gen
 
 
-PRECISIONS = ("auto", "float32", "tf32", "bf16")
+PRECISIONS = ("auto", "float32", "tf32", "bf16", "fp16")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -180,6 +180,28 @@ def test_bf16_precision_trains_and_leaves_process_flags_alone(data):
     assert torch.are_deterministic_algorithms_enabled() == deterministic
 
 
+@pytest.mark.parametrize("training", ["sequential", "decoupled"])
+def test_fp16_trains_with_loss_scaling_like_float32(data, training, monkeypatch):
+    """precision="fp16" (issue 25: GPUs without bf16): float16 autocast, and every step
+    through an enabled GradScaler; the other precisions step without scaling."""
+    enabled = []
+    scale = torch.amp.GradScaler.scale
+
+    def spy(self, outputs):
+        enabled.append(self.is_enabled())
+        return scale(self, outputs)
+
+    monkeypatch.setattr(torch.amp.GradScaler, "scale", spy)
+    half = _small(precision="fp16", training=training, max_epochs=4).fit(*data)
+    assert enabled and all(enabled)
+    enabled.clear()
+    full = _small(precision="float32", training=training, max_epochs=4).fit(*data)
+    assert enabled and not any(enabled)
+    assert half.score(*data) > 0.8
+    for a, b in zip(half.loss_curve_, full.loss_curve_):
+        np.testing.assert_allclose(a, b, rtol=0.05)  # float16 rounding, not another model
+
+
 @pytest.mark.parametrize("device", ["meta", "cuda:7", "tpu"])
 def test_devices_that_cannot_train_are_refused_at_fit(data, device):
     if device.startswith("cuda") and torch.cuda.device_count() > 7:
