@@ -362,6 +362,7 @@ class FileRows:
             or not getattr(array, "filename", None)
             or getattr(array, "mode", None) not in ("r", "r+", "w+")
             or array.ndim == 0
+            or array.size == 0
             or not hasattr(os, "preadv")
             or min(array.strides[1:], default=0) < 0
         ):
@@ -369,6 +370,10 @@ class FileRows:
         rows = cls(array.filename, memmap_position(array), array.shape, array.strides,
                    array.dtype)  # fmt: skip
         return rows if array.strides[0] >= rows.span else None
+
+    def __getstate__(self) -> dict:
+        # a file descriptor means nothing in another process: it opens its own
+        return {**self.__dict__, "_fd": None}
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """The rows at ``rows`` (ascending), as a new C-contiguous array."""

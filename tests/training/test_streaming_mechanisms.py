@@ -244,6 +244,17 @@ def test_a_memmap_read_batch_by_batch_keeps_few_of_its_pages_resident(tmp_path):
         < 4 * 1024
     )
 
+    import pickle
+
+    from sklearn_greedy.training._streaming import FileRows
+
+    reader = FileRows.of(X)
+    reader.read(np.arange(3))  # opens its file
+    copy = pickle.loads(pickle.dumps(reader))
+    assert copy._fd is None  # another process opens its own descriptor
+    np.testing.assert_array_equal(copy.read([5, 9]), rows[[5, 9]])
+    assert FileRows.of(X[:0]) is None  # nothing to read
+
     changed = np.memmap(path, dtype=np.float32, mode="c", shape=rows.shape)
     changed[0] = -1.0
     expected = rows.copy()
