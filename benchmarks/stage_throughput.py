@@ -3,7 +3,7 @@
 One stage of the paper's k=3 CIFAR-10 configuration by default (50k synthetic 3x32x32
 images, a layer of width 128 and its k=3 auxiliary head of width 128 with BatchNorm,
 batch 128, SGD with momentum, no augmentation), through three paths in one run; the
-figure behind the README's design decision (stage training runs through a lean engine,
+figure behind the design decision of docs/design.md (stage training runs through a lean engine,
 not ``skorch.NeuralNet``):
 
 - engine: ``GreedyLayerwiseCNNClassifier`` fitting that one layer (its per-epoch

@@ -42,7 +42,7 @@ _UNGUARDED_MESSAGE = (
     "The workers of a fit on several devices import the script that started it, and that "
     'script has no `if __name__ == "__main__":` guard: each worker ran the script\'s top '
     "level again (and with it this fit) instead of training. Put the code that fits under "
-    '`if __name__ == "__main__":` (see README, "One fit on several GPUs").'
+    '`if __name__ == "__main__":` (see docs/guide/devices.md, "One fit on several devices").'
 )
 
 
