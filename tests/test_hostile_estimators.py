@@ -43,7 +43,7 @@ def _assert_untouched(clf):
         (dict(normalize=(1.0,)), ValueError, "normalize"),
         (dict(normalize=(0.0, 0.0)), ValueError, "positive stds"),
         (dict(normalize=([0.0, 0.0], [1.0, 1.0, 1.0])), ValueError, "normalize"),
-        (dict(precision="fp16"), ValueError, "precision"),
+        (dict(precision="half"), ValueError, "precision"),
         (dict(n_threads=0), ValueError, "n_threads"),
         (dict(class_weight="uniform"), ValueError, "class_weight"),
         (dict(device="meta"), ValueError, "device='meta' cannot train"),

@@ -324,7 +324,7 @@ def _process_settings():
 
 
 @pytest.mark.parametrize("allowed", [False, True])
-@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("precision", ["tf32", "bf16", "fp16"])
 def test_precision_leaves_process_wide_settings_alone(precision, allowed):
     clf = _cnn()
     if "precision" not in clf.get_params():
