@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ._streaming import memmap_position
+from ._streaming import MemmapView
 
 # How often the parent wakes while the workers run: to honour the timeout and Ctrl-C.
 _POLL_SECONDS = 1.0
@@ -211,56 +211,6 @@ def fit_on_devices(
         if name in params:
             setattr(fitted, name, params[name])
     return fitted
-
-
-class MemmapView:
-    """A ``np.memmap`` (or a view of one: a slice, a reshape, a transpose) described by its
-    file, so that it travels to another process as a few numbers and is mapped there again,
-    instead of being pickled with every byte it maps.
-
-    Parameters
-    ----------
-    filename : str
-        The mapped file.
-    dtype : numpy dtype
-        The array's type.
-    position : int
-        Byte position in the file of the array's first element.
-    shape, strides : tuple of int
-        The array's shape and strides in bytes.
-
-    Examples
-    --------
-    >>> import numpy as np, pickle, tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "x.dat")
-    >>> X = np.memmap(path, dtype=np.float32, mode="w+", shape=(100, 3, 4))
-    >>> X[:] = np.arange(X.size, dtype=np.float32).reshape(X.shape)
-    >>> view = pickle.loads(pickle.dumps(MemmapView.of(X[10:20, None]))).open()
-    >>> type(view).__name__, view.shape, bool((view == X[10:20, None]).all())
-    ('memmap', (10, 1, 3, 4), True)
-    """
-
-    def __init__(self, filename, dtype, position: int, shape, strides):
-        self.filename, self.dtype, self.position = filename, np.dtype(dtype), position
-        self.shape, self.strides = tuple(shape), tuple(strides)
-
-    @classmethod
-    def of(cls, array: np.memmap) -> MemmapView:
-        """The description of ``array``, a memmap or a view of one."""
-        if array._mmap is None or array.filename is None:
-            raise TypeError("this np.memmap maps no file: it cannot travel by name.")
-        position = memmap_position(array)
-        return cls(array.filename, array.dtype, position, array.shape, array.strides)
-
-    def open(self) -> np.memmap:
-        """The array, mapped read-only from its file."""
-        whole = np.memmap(self.filename, dtype=np.uint8, mode="r")
-        view = np.ndarray.__new__(
-            np.memmap, self.shape, dtype=self.dtype, buffer=whole, offset=self.position,
-            strides=self.strides,
-        )  # fmt: skip
-        view._mmap, view.filename, view.offset, view.mode = whole._mmap, whole.filename, 0, "r"
-        return view
 
 
 def _opened(value):

@@ -311,13 +311,58 @@ class ArraySource(_Source):
                 yield self._to_device(batch)
 
 
-def memmap_position(array: np.memmap) -> int:
-    """Byte position in its file of the first element of ``array``, a memmap or a view of
-    one (a slice, a reshape, a transpose)."""
-    # numpy maps the file from the allocation boundary below the memmap's offset
-    start = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
-    base = np.frombuffer(array._mmap, dtype=np.uint8).ctypes.data
-    return start + array.ctypes.data - base
+class MemmapView:
+    """A ``np.memmap`` (or a view of one: a slice, a reshape, a transpose) described by its
+    file: it travels to another process as a few numbers and is mapped there again,
+    instead of being pickled with every byte it maps, and :class:`FileRows` reads its rows
+    from the file.
+
+    Parameters
+    ----------
+    filename : str
+        The mapped file.
+    dtype : numpy dtype
+        The array's type.
+    position : int
+        Byte position in the file of the array's first element.
+    shape, strides : tuple of int
+        The array's shape and strides in bytes.
+
+    Examples
+    --------
+    >>> import numpy as np, pickle, tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.dat")
+    >>> X = np.memmap(path, dtype=np.float32, mode="w+", shape=(100, 3, 4))
+    >>> X[:] = np.arange(X.size, dtype=np.float32).reshape(X.shape)
+    >>> view = pickle.loads(pickle.dumps(MemmapView.of(X[10:20, None]))).open()
+    >>> type(view).__name__, view.shape, bool((view == X[10:20, None]).all())
+    ('memmap', (10, 1, 3, 4), True)
+    """
+
+    def __init__(self, filename, dtype, position: int, shape, strides):
+        self.filename, self.dtype, self.position = filename, np.dtype(dtype), position
+        self.shape, self.strides = tuple(shape), tuple(strides)
+
+    @classmethod
+    def of(cls, array: np.memmap) -> MemmapView:
+        """The description of ``array``, a memmap or a view of one."""
+        if array._mmap is None or array.filename is None:
+            raise TypeError("this np.memmap maps no file: it cannot travel by name.")
+        # numpy maps the file from the allocation boundary below the memmap's offset
+        start = array.offset - array.offset % mmap.ALLOCATIONGRANULARITY
+        base = np.frombuffer(array._mmap, dtype=np.uint8).ctypes.data
+        position = start + array.ctypes.data - base
+        return cls(array.filename, array.dtype, position, array.shape, array.strides)
+
+    def open(self) -> np.memmap:
+        """The array, mapped read-only from its file."""
+        whole = np.memmap(self.filename, dtype=np.uint8, mode="r")
+        view = np.ndarray.__new__(
+            np.memmap, self.shape, dtype=self.dtype, buffer=whole, offset=self.position,
+            strides=self.strides,
+        )  # fmt: skip
+        view._mmap, view.filename, view.offset, view.mode = whole._mmap, whole.filename, 0, "r"
+        return view
 
 
 class FileRows:
@@ -331,23 +376,16 @@ class FileRows:
 
     Parameters
     ----------
-    filename : str
-        The memmap's file.
-    position : int
-        Byte position of the first row's first element.
-    shape, strides : tuple of int
-        The array's shape and strides in bytes (rows positive and apart, elements within
-        a row at non-negative strides).
-    dtype : numpy dtype
-        The array's type.
+    view : MemmapView
+        The memmap's file, position, shape, strides and type (rows positive and apart,
+        elements within a row at non-negative strides).
     """
 
-    def __init__(self, filename, position, shape, strides, dtype):
-        self.filename, self.position, self.dtype = filename, position, np.dtype(dtype)
-        self.shape, self.strides = tuple(shape), tuple(strides)
+    def __init__(self, view: MemmapView):
+        self.view = view
         # the bytes of one row, from its first element to the end of its last
-        self.span = self.dtype.itemsize + sum(
-            (n - 1) * s for n, s in zip(self.shape[1:], self.strides[1:])
+        self.span = view.dtype.itemsize + sum(
+            (n - 1) * s for n, s in zip(view.shape[1:], view.strides[1:])
         )
         self._fd = None
 
@@ -367,8 +405,7 @@ class FileRows:
             or min(array.strides[1:], default=0) < 0
         ):
             return None
-        rows = cls(array.filename, memmap_position(array), array.shape, array.strides,
-                   array.dtype)  # fmt: skip
+        rows = cls(MemmapView.of(array))
         return rows if array.strides[0] >= rows.span else None
 
     def __getstate__(self) -> dict:
@@ -377,12 +414,13 @@ class FileRows:
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """The rows at ``rows`` (ascending), as a new C-contiguous array."""
+        view = self.view
         if self._fd is None:
-            self._fd = os.open(self.filename, os.O_RDONLY)
+            self._fd = os.open(view.filename, os.O_RDONLY)
             weakref.finalize(self, os.close, self._fd)
         rows = np.asarray(rows, dtype=np.int64)
         raw = np.empty((len(rows), self.span), dtype=np.uint8)
-        contiguous = self.strides[0] == self.span
+        contiguous = view.strides[0] == self.span
         start = 0
         while start < len(rows):
             stop = start + 1
@@ -391,18 +429,18 @@ class FileRows:
                     stop += 1
             self._read_into(raw[start:stop].reshape(-1), int(rows[start]))
             start = stop
-        view = np.ndarray(
-            (len(rows), *self.shape[1:]), dtype=self.dtype, buffer=raw,
-            strides=(self.span, *self.strides[1:]),
+        read = np.ndarray(
+            (len(rows), *view.shape[1:]), dtype=view.dtype, buffer=raw,
+            strides=(self.span, *view.strides[1:]),
         )  # fmt: skip
-        return np.ascontiguousarray(view)
+        return np.ascontiguousarray(read)
 
     def _read_into(self, buffer: np.ndarray, row: int) -> None:
-        where, done = self.position + row * self.strides[0], 0
+        where, done = self.view.position + row * self.view.strides[0], 0
         while done < buffer.size:  # a read may return less than asked (2 GiB at most)
             got = os.preadv(self._fd, [buffer[done:]], where + done)
             if got == 0:
-                raise OSError(f"{self.filename} ended while reading rows of X: was it cut?")
+                raise OSError(f"{self.view.filename} ended while reading rows of X: was it cut?")
             done += got
 
 
