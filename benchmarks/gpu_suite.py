@@ -9,8 +9,9 @@ a. the CUDA tests, ``python -m pytest -m cuda -q tests/training/test_cuda.py`` i
 b. stage throughput on the paper's k=3 CIFAR-10 stage shapes (50,000 random 3x32x32
    uint8 images, batch 128) for the 1st and the 3rd stage: the engine through the public
    estimator (``cifar10_params(3)``; per-epoch ``seconds`` from ``history_``; the 3rd
-   stage is a ``warm_start`` fit adding layer 3 to a 2-layer model), under each
-   ``precision`` the estimator offers, against a plain hand-written PyTorch loop on the
+   stage is a ``warm_start`` fit adding layer 3 to a 2-layer model), under each setting
+   of ``ENGINE_VARIANTS`` the estimator offers (each ``precision``, then bf16 with
+   ``channels_last`` and with ``compile`` too), against a plain hand-written PyTorch loop on the
    same modules (data on the device, index-slice batches, crop and flip on the device,
    the frozen prefix recomputed under ``no_grad`` for each batch, SGD with momentum);
 c. peak training memory (``torch.cuda.max_memory_allocated`` minus what was allocated
@@ -103,7 +104,11 @@ widths / 16; random CIFAR-shaped data when ``--data-dir`` is not given; with ``-
 Usage::
 
     python benchmarks/gpu_suite.py --data-dir DIR --out OUTDIR [--budget-s 420] [--smoke]
-        [--scale] [--commit COMMIT]
+        [--scale] [--commit COMMIT] [--parts stage_throughput,memory] [--variants tf32,bf16]
+
+``--parts`` runs only the named parts (a short device check of one question), sharing the
+budget among them in their usual proportions; the others are recorded as skipped.
+``--variants`` times only the named engine settings in part b.
 """
 
 from __future__ import annotations
@@ -111,6 +116,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -138,6 +144,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="folder for gpu_suite-<date>.json and .md")
     parser.add_argument("--budget-s", type=float, default=420.0, help="wall-clock seconds")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU")
+    parser.add_argument(
+        "--parts",
+        help="comma-separated part names to run (default: all); the others are recorded as "
+        "skipped and the budget is shared among these in their usual proportions",
+    )
+    parser.add_argument(
+        "--variants",
+        help="comma-separated labels of part b's engine settings (default: all of them; "
+        "ENGINE_VARIANTS lists them: float32, tf32, bf16, fp16, bf16+channels_last, "
+        "bf16+channels_last+compile)",
+    )
     parser.add_argument(
         "--scale", action="store_true", help="also parts e and f: streaming, ImageNet shapes"
     )
@@ -180,7 +197,19 @@ SHARES = {"cuda_tests": 0.2, "stage_throughput": 0.15, "memory": 0.05, "cifar10"
 # proportions: at 480 s, 40 s and 20 s for an estimated 25 s and 10 s on an H100, and the
 # parts above keep the 420 s they have without --scale
 SCALE_SHARES = {"streaming": 1 / 12, "imagenet_stage": 1 / 24}
-PRECISIONS = ("float32", "tf32", "bf16", "fp16")
+# the engine settings part b times, each under a label: every precision, then channels-last
+# tensors and torch.compile on the fastest arithmetic (bf16); "compile" is Sizes.compile
+ENGINE_VARIANTS = {
+    "float32": {"precision": "float32"},
+    "tf32": {"precision": "tf32"},
+    "bf16": {"precision": "bf16"},
+    "fp16": {"precision": "fp16"},
+    "bf16+channels_last": {"precision": "bf16", "channels_last": True},
+    "bf16+channels_last+compile": {"precision": "bf16", "channels_last": True, "compile": True},
+}
+# torch.compile of one stage (forward and backward, inductor's default mode): seconds of its
+# warm-up epoch beyond the epoch itself; a guess to be replaced by a GPU measurement
+COMPILE_S = 60.0
 CUDA_TEST_ARGS = ("-m", "pytest", "-m", "cuda", "-q", "tests/training/test_cuda.py")
 # a pytest run starts Python, torch and a CUDA context before its first test
 MIN_TESTS_S = 20.0
@@ -228,6 +257,11 @@ class Sizes:
     stream_images: int = 50_000  # part e: at most this many train images, array and stream
     imagenet_images: int = 1024  # part f: random 3x224x224 JPEG images
     imagenet_batch: int | None = None  # None: the preset's (the paper's 256)
+    # part b's compile= for ENGINE_VARIANTS; the smoke run traces without code generation,
+    # which would take tens of seconds on a CPU
+    compile: bool | dict = True
+    compile_s: float = COMPILE_S
+    variants: tuple[str, ...] | None = None  # part b's labels of ENGINE_VARIANTS; None: all
 
 
 FULL = Sizes()
@@ -245,6 +279,10 @@ SMOKE = Sizes(
     stream_images=96,
     imagenet_images=16,
     imagenet_batch=8,
+    compile={"backend": "eager"},
+    compile_s=2.0,
+    # the plainest and the most elaborate path: between them, every setting is exercised
+    variants=("float32", "bf16+channels_last+compile"),
 )
 
 
@@ -327,6 +365,21 @@ def shares(scale: bool) -> dict[str, float]:
     return {**{name: share * rest for name, share in SHARES.items()}, **SCALE_SHARES}
 
 
+def asked_shares(all_shares: dict[str, float], parts: str | None) -> dict[str, float]:
+    """The shares of the parts ``--parts`` names (all when None), scaled to sum to 1."""
+    if parts is None:
+        return dict(all_shares)
+    names = [name.strip() for name in parts.split(",") if name.strip()]
+    unknown = sorted(set(names) - set(all_shares))
+    if unknown or not names:
+        raise SystemExit(
+            f"--parts {parts!r}: unknown or no part names {unknown}; the parts are "
+            f"{', '.join(all_shares)}"
+        )
+    total = sum(all_shares[name] for name in names)
+    return {name: share / total for name, share in all_shares.items() if name in names}
+
+
 def _raise_deadline(signum, frame):
     raise DeadlineExceeded
 
@@ -365,6 +418,10 @@ def run_part(report: dict, name: str, part, budget: Budget) -> dict:
     fit. A part that fails is recorded as failed and the suite goes on: one broken part
     must not cost a device run the others.
     """
+    if name not in budget.shares:
+        report[name] = {"status": "skipped", "limit_s": 0.0, "seconds": 0.0}
+        report[name]["reason"] = "not in --parts"
+        return report[name]
     limit = budget.allowance(name)
     record = report[name] = {"status": None, "limit_s": round(limit, 1)}
     log(f"{name}: up to {limit:.0f} s")
@@ -437,16 +494,17 @@ def depth(params: dict, n_layers: int) -> dict:
     return {"n_layers": n_layers, "downsample_at": kept}
 
 
-def precision_variants() -> list[str | None]:
-    """The precisions to time: each of ``PRECISIONS`` when the estimator has a
-    ``precision`` parameter, else only its default (None)."""
-    if "precision" in GreedyLayerwiseCNNClassifier().get_params():
-        return list(PRECISIONS)
-    return [None]
-
-
-def precision_label(precision: str | None) -> str:
-    return "default" if precision is None else precision
+def engine_variants(sizes: Sizes) -> dict[str, dict]:
+    """Part b's engine settings by label: those of ``ENGINE_VARIANTS`` the estimator offers
+    (an older commit lacks some), ``compile=True`` replaced by ``sizes.compile``; only its
+    defaults (label "default") when it offers none of them."""
+    offered = GreedyLayerwiseCNNClassifier().get_params()
+    variants = {
+        label: {key: sizes.compile if key == "compile" else value for key, value in v.items()}
+        for label, v in ENGINE_VARIANTS.items()
+        if set(v) <= set(offered) and (sizes.variants is None or label in sizes.variants)
+    }
+    return variants or {"default": {}}
 
 
 def probe_epoch(params: dict, X, y, n_probe: int) -> tuple[float, float]:
@@ -532,24 +590,31 @@ def stage_throughput(record: dict, deadline: Deadline, *, sizes: Sizes, device) 
     stage of the k=3 CIFAR-10 network; ``ratio`` is the 3rd stage's best engine / loop."""
     X, y = random_images(sizes.n_images, seed=0)
     params = preset(3, sizes, device, max_epochs=1 + sizes.timed_epochs)
-    variants = precision_variants()
+    variants = engine_variants(sizes)
     record.update(
         n_images=len(X),
         batch_size=params["batch_size"],
         width=params["width"],
         timed_epochs=sizes.timed_epochs,
-        precisions=[precision_label(p) for p in variants],
+        variants={label: _plain(settings) for label, settings in variants.items()},
     )
     epoch_s, overhead_s = probe_epoch(params, X, y, sizes.probe_images)
-    cost = partial(throughput_cost, overhead_s=overhead_s, n_variants=len(variants))
-    record["estimate_s"] = cost(epoch_s, epochs=1 + sizes.timed_epochs)
+    n_compiled = sum(bool(v.get("compile")) for v in variants.values())
+
+    def cost(epoch_s: float) -> float:
+        epochs = 1 + sizes.timed_epochs
+        fixed = 2 * n_compiled * sizes.compile_s  # each compiled variant, both stages
+        return throughput_cost(epoch_s, overhead_s, len(variants), epochs) + fixed
+
+    record["estimate_s"] = cost(epoch_s)
     if record["estimate_s"] > 0.9 * deadline.left():
         # images/s does not depend on how many images are timed: time fewer (no fewer
-        # than the probe's) rather than skip the part
-        fraction = 0.9 * deadline.left() / record["estimate_s"]
-        n = max(int(len(X) * fraction), sizes.probe_images)
+        # than the probe's) rather than skip the part; the cost is linear in the epoch's
+        per_epoch = cost(epoch_s) - cost(0.0)
+        fraction = max(0.9 * deadline.left() - cost(0.0), 0.0) / per_epoch
+        n = min(max(int(len(X) * fraction), sizes.probe_images), len(X))
         X, y = X[:n], y[:n]
-        record["estimate_s"] = cost(epoch_s * n / sizes.n_images, epochs=1 + sizes.timed_epochs)
+        record["estimate_s"] = cost(epoch_s * n / sizes.n_images)
         record["n_images"] = n
     deadline.check("stage throughput", record["estimate_s"])
     on_device = torch.from_numpy(X).to(device), torch.from_numpy(y).to(device)
@@ -562,7 +627,7 @@ def stage_throughput(record: dict, deadline: Deadline, *, sizes: Sizes, device) 
 
 def throughput_cost(epoch_s: float, overhead_s: float, n_variants: int, epochs: int) -> float:
     """Estimated seconds of part b from the 1st stage's epoch: for each of the two stages,
-    one engine fit per precision and the plain loop, ``epochs`` epochs each, the 3rd stage
+    one engine fit per variant and the plain loop, ``epochs`` epochs each, the 3rd stage
     at ``STAGE3_COST`` times the 1st; plus the 2-layer base fit (one epoch per layer)."""
     stage3_s = STAGE3_COST * epoch_s
     timed = (n_variants + 1) * epochs * (epoch_s + stage3_s)
@@ -571,13 +636,13 @@ def throughput_cost(epoch_s: float, overhead_s: float, n_variants: int, epochs: 
 
 
 def time_stage(stage: int, params: dict, data, on_device, base, variants) -> dict:
-    """The engine under each precision, then the plain loop on the same modules."""
+    """The engine under each variant's settings, then the plain loop on the same modules."""
     X, y = data
     engine = {}
-    for precision in variants:
-        clf = fit_stage(params, X, y, stage, base, precision)
+    for label, settings in variants.items():
+        clf = fit_stage(params, X, y, stage, base, settings)
         seconds = [record["seconds"] for record in clf.history_[stage - 1]]
-        engine[precision_label(precision)] = rate(len(X), seconds)
+        engine[label] = rate(len(X), seconds)
     # the loop trains the same modules, freshly initialised
     network = clf.to_torch(pretrained=False, random_state=0)
     prefix, trainable = split_stage(network, stage, on_device[0].device)
@@ -589,10 +654,10 @@ def time_stage(stage: int, params: dict, data, on_device, base, variants) -> dic
     return {"engine": engine, "plain_loop": plain, "best_engine": best, "ratio": ratio}
 
 
-def fit_stage(params: dict, X, y, stage: int, base, precision) -> GreedyLayerwiseCNNClassifier:
-    """The estimator trained up to ``stage`` layers, only the last of them timed: from
-    scratch for the 1st stage, as a warm start on ``base`` (``stage - 1`` layers) after."""
-    extra = {} if precision is None else {"precision": precision}
+def fit_stage(params: dict, X, y, stage: int, base, extra: dict) -> GreedyLayerwiseCNNClassifier:
+    """The estimator trained up to ``stage`` layers with the settings ``extra``, only the
+    last layer timed: from scratch for the 1st stage, as a warm start on ``base``
+    (``stage - 1`` layers) after."""
     if base is None:
         clf = GreedyLayerwiseCNNClassifier(**{**params, **depth(params, stage), **extra})
     else:
@@ -1399,8 +1464,14 @@ def main(argv: list[str] | None = None) -> dict:
     the imports)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    budget = Budget(args.budget_s, shares(args.scale))
+    budget = Budget(args.budget_s, asked_shares(shares(args.scale), args.parts))
     sizes = SMOKE if args.smoke else FULL
+    if args.variants is not None:
+        labels = tuple(label.strip() for label in args.variants.split(","))
+        unknown = sorted(set(labels) - set(ENGINE_VARIANTS))
+        if unknown:
+            raise SystemExit(f"--variants: unknown {unknown}; known: {', '.join(ENGINE_VARIANTS)}")
+        sizes = dataclasses.replace(sizes, variants=labels)
     if args.smoke:
         # tiny tensors run fastest on one thread, and a smoke run shares its machine
         torch.set_num_threads(1)

@@ -7,6 +7,7 @@ torch traceback from deep inside a layer.
 
 from __future__ import annotations
 
+import inspect
 import numbers
 import warnings
 from numbers import Integral
@@ -387,6 +388,23 @@ def split_validation(X, y_enc, weights, fraction: float, seed: int):
     parts = train_test_split(*arrays, test_size=n_val, stratify=stratify, random_state=seed)
     X_tr, X_val, y_tr, y_val = parts[:4]
     return X_tr, X_val, y_tr, y_val, (parts[4] if weights is not None else None)
+
+
+def check_compile(compile) -> dict | None:
+    """``torch.compile``'s keyword arguments for a ``compile`` parameter (False: None, no
+    compiling; True: torch's defaults; a dict: its items), refusing names torch.compile
+    does not take here rather than at the first training step."""
+    if compile is False:
+        return None
+    options = {} if compile is True else dict(compile)
+    accepted = set(inspect.signature(torch.compile).parameters) - {"model"}
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise ValueError(
+            f"compile={compile!r} names {unknown}, which torch.compile does not take; "
+            f"its options are {sorted(accepted)}."
+        )
+    return options
 
 
 def check_downsample_at(downsample_at, n_layers: int) -> set[int]:

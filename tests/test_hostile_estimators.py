@@ -473,6 +473,14 @@ def _surface_cases():
             ValueError,
             "'channels_last'",
         ),
+        ("compile yes", lambda t: one(compile="yes").fit(X, y), ValueError, "'compile'"),
+        ("timeout 0", lambda t: one(timeout=0).fit(X, y), ValueError, "'timeout'"),
+        (
+            "compile option misspelt",
+            lambda t: one(compile={"modee": "max-autotune"}).fit(X, y),
+            ValueError,
+            r"\['modee'\], which torch.compile does not take",
+        ),
         ("max_width 0", lambda t: one(max_width=0).fit(X, y), ValueError, "'max_width'"),
         (
             "final_aux resnet",

@@ -29,6 +29,7 @@ from torch import nn
 from .._validation import (
     POSITIVE_INT,
     IntInterval,
+    check_compile,
     check_downsample_at,
     check_layer,
     check_min_samples,
@@ -105,7 +106,8 @@ _ARCHITECTURE = (
 # of ``checkpoint_dir`` with other values of these (another device or thread count).
 _NOT_FINGERPRINTED = (
     "verbose", "n_threads", "num_workers", "pin_memory", "prefetch_factor", "device",
-    "transform_layer", "ensemble", "warm_start", "deterministic", "channels_last",
+    "transform_layer", "ensemble", "warm_start", "deterministic", "channels_last", "compile",
+    "timeout",
 )  # fmt: skip
 
 
@@ -259,9 +261,9 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         DataLoader settings when X is a data set, defaults 0, True (on CUDA) and 2.
     device : str, torch.device or list of str, default="auto"
         Where to train: "auto" uses CUDA when present. A list (``["cuda:0", "cuda:1"]``)
-        trains each layer data-parallel on those devices, one spawned process each
-        (``torch.distributed``; ``batch_size`` is the global batch); under ``torchrun``,
-        pass each process's own device instead.
+        trains each layer data-parallel on those devices, one process each, started by
+        torch's own launcher (``torch.distributed.elastic``, as ``torchrun``; ``batch_size``
+        is the global batch); under ``torchrun``, pass each process's own device instead.
     precision : {"auto", "float32", "tf32", "bf16", "fp16"}, default="auto"
         Arithmetic of training: float32, TF32 matmuls on CUDA, bf16 autocast, or float16
         autocast with loss scaling (``torch.amp.GradScaler``: for GPUs without bf16, such
@@ -270,9 +272,25 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
     channels_last : bool, default=False
         Run the layers on channels-last tensors (NHWC in memory), the layout oneDNN's
         CPU convolutions and cuDNN's tensor cores are fastest in: on the 2-core CPU the
-        frozen layers' forward passes ran 1.2-1.7x faster (``benchmarks/RESULTS.md``).
-        The model is the same up to rounding; the stored weights keep their layout, so
+        frozen layers' forward passes ran 1.2-1.7x faster; on an H200, with
+        ``precision="bf16"``, stages of ``cifar10_params(3)`` trained 1.4-1.8x faster
+        than in TF32 without it (``benchmarks/RESULTS.md``). The model is the same up to
+        rounding; the stored weights keep their layout, so
         a model fitted either way predicts and exports alike.
+    compile : bool or dict, default=False
+        Train each stage through ``torch.compile`` (its layer and auxiliary head, once per
+        stage; the frozen layers and evaluation passes run as they are): True with
+        torch's defaults, or a dict of ``torch.compile``'s keyword arguments, such as
+        ``{"mode": "max-autotune"}`` or ``{"backend": "aot_eager"}``. Compiling costs
+        seconds to minutes per stage; with the default mode it did not speed up the
+        convolution-bound stages of ``cifar10_params(3)`` on an H200 (6-20 % slower,
+        ``benchmarks/RESULTS.md``). The model is the same up to rounding.
+    timeout : float or None, default=None
+        Seconds a fit on several devices (a ``device`` list) may take, its processes'
+        start included: past it they stop, a collective waiting on a stuck process gives
+        up, and ``fit`` raises an error, the estimator left as it was. None: no limit. A
+        fit on one device runs in this process, which the caller can interrupt, and
+        ignores it.
     deterministic : bool, default=False
         Ask torch for deterministic algorithms during fit (CUDA: no cuDNN autotuning).
         CPU training is deterministic for a fixed ``random_state`` either way.
@@ -422,6 +440,8 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         "device": [str, torch.device, list, tuple],
         "precision": [StrOptions(set(PRECISIONS))],
         "channels_last": ["boolean"],
+        "compile": ["boolean", dict],
+        "timeout": [Interval(Real, 0, None, closed="neither"), None],
         "deterministic": ["boolean"],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
@@ -476,6 +496,8 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         device="auto",
         precision="auto",
         channels_last=False,
+        compile=False,
+        timeout=None,
         deterministic=False,
         n_threads=None,
         random_state=None,
@@ -526,6 +548,8 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         self.device = device
         self.precision = precision
         self.channels_last = channels_last
+        self.compile = compile
+        self.timeout = timeout
         self.deterministic = deterministic
         self.n_threads = n_threads
         self.random_state = random_state
@@ -575,7 +599,8 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
                 "training='decoupled' trains on one device; pass a single device, or use "
                 "training='sequential' to train on several."
             )
-        fitted = fit_on_devices(self, check_devices(self.device), X, y, **fit_params)
+        devices = check_devices(self.device)
+        fitted = fit_on_devices(self, devices, X, y, timeout=self.timeout, **fit_params)
         self.__dict__.update(fitted.__dict__)
         return self
 
@@ -736,6 +761,7 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
             precision=resolve_precision(self.precision, device),
             prefix_cache=prefix_cache,
             top_k=5 if n_classes > 5 else None,
+            compile=check_compile(self.compile),
         )
         return LayerGrower(
             plan, trained=trained, n_classes=n_classes, steps=steps, config=config, seed=seed,

@@ -115,6 +115,9 @@ class DecoupledTrainer(StageInputs):
         self._cache_prefix_features()
         self.optimizer = self._make_optimizer(self.config)
         self._scaler = self.config.grad_scaler(self.data.X.device)
+        # the trained layers and heads as the steps call them (compiled when asked)
+        self._layer_steps = [self.config.compiled(layer) for layer in self.layers]
+        self._head_steps = [self.config.compiled(head) for head in self.heads]
         for epoch in range(self.n_epochs):
             records = self.run_epoch(epoch)
             for j, record in records.items():
@@ -195,8 +198,8 @@ class DecoupledTrainer(StageInputs):
                 for layer in self.layers[: active[0]]:
                     xb = layer(xb)
             for j in active:
-                h = self.layers[j](xb)
-                out = self.heads[j](h)
+                h = self._layer_steps[j](xb)
+                out = self._head_steps[j](h)
                 losses.append(self._loss(out, yb, idx))
                 outs.append(out)
                 xb = h.detach()

@@ -227,7 +227,7 @@ class DistributedStageTrainer(StageTrainer):
         return local
 
     def _training_module(self) -> nn.Module:
-        return self.model if self._ddp is None else self._ddp
+        return self._compiled(self.model if self._ddp is None else self._ddp)
 
     def _reduce_sums(self, sums: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(sums)

@@ -82,6 +82,12 @@ class TrainingConfig:
     precision: str = "float32"
     prefix_cache: str | None = "device"
     top_k: int | None = None  # also record top-k accuracy ("train_top5"...) when set
+    compile: dict | None = None  # torch.compile's options for the training steps; None: eager
+
+    def compiled(self, module: nn.Module) -> nn.Module:
+        """``module`` as the training steps call it: through ``torch.compile(module,
+        **compile)`` when ``compile`` is set (same parameters, fused kernels), else as is."""
+        return module if self.compile is None else torch.compile(module, **self.compile)
 
     def autocast(self, device: torch.device):
         """bf16 or float16 autocast for ``precision="bf16"`` or ``"fp16"``; a no-op context
@@ -441,8 +447,15 @@ class StageTrainer(StageInputs):
 
     # ----------------------------------------------------------------- the steps
     def _training_module(self) -> nn.Module:
-        """The module the training steps call (a distributed wrapper of ``model``)."""
-        return self.model
+        """The module the training steps call: ``model``, compiled once per stage when the
+        config asks (a distributed trainer passes its wrapper of ``model``)."""
+        return self._compiled(self.model)
+
+    def _compiled(self, module: nn.Module) -> nn.Module:
+        cached = getattr(self, "_step_module", None)
+        if cached is None or cached[0] is not module:
+            self._step_module = (module, self.config.compiled(module))
+        return self._step_module[1]
 
     def _reduce_sums(self, sums: torch.Tensor) -> torch.Tensor:
         """Sums of this process's batches made global (the identity in one process)."""

@@ -1,17 +1,24 @@
-"""Fits on several devices from one process: spawned workers, one per device.
+"""Fits on several devices from one process, on torch's own launcher.
 
-:func:`fit_on_devices` is what ``device=[...]`` of the estimator runs: it spawns one
-process per device, each joining a process group and fitting a copy of the estimator (its
-stages then train data-parallel, :mod:`sklearn_greedy.training._distributed`), and returns the
-fitted copy of rank 0. A worker that fails or dies stops the others and fails the fit with
-its message; nothing half-fitted comes back and no process is left behind.
+:func:`fit_on_devices` is what ``device=[...]`` of the estimator runs: it starts one
+process per device through ``torch.distributed.elastic`` (the engine of ``torchrun``,
+called from Python: its agent spawns and monitors the workers, and its c10d rendezvous
+forms the process group), each fitting a copy of the estimator (its stages then train
+data-parallel, :mod:`sklearn_greedy.training._distributed`), and returns the fitted copy
+of rank 0. What is ours is what each rank does, and what the launcher cannot know: a
+worker that fails or dies stops the others (the agent's) and fails the fit with its
+message (ours, by rank); the workers end with their parent even when it is SIGKILLed,
+and a fit's time limit ends the workers themselves.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
 import json
+import logging
+import multiprocessing
 import os
 import pickle
 import shutil
@@ -20,20 +27,27 @@ import tempfile
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Iterator, Sequence
 from numbers import Integral
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, SignalException
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from ._streaming import MemmapView
 
-# How often the parent wakes while the workers run: to honour the timeout and Ctrl-C.
+# How often an orphaned worker's watch looks at its parent.
 _POLL_SECONDS = 1.0
-# Grace given to a worker asked to stop before it is killed.
-_STOP_SECONDS = 5.0
+# How long a worker given SIGINT looks for its parent's death before taking it for Ctrl-C.
+_ORPHAN_WAIT_SECONDS = 1.0
+# Grace the launcher's agent gives a worker asked to stop before it is killed.
+_STOP_SECONDS = 5
+# The signals the launcher's agent handles while the workers run (its default list).
+_HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
 # Set in the workers' environment: the directory of the fit they belong to.
 _WORKDIR_ENV = "SKLEARN_GREEDY_DDP_WORKDIR"
 # Written there by a worker that found itself re-running its parent's script.
@@ -122,11 +136,13 @@ def fit_on_devices(
 ):  # fmt: skip
     """Fit ``estimator`` data-parallel on several devices, one spawned process each.
 
-    Each process joins a process group (NCCL for CUDA devices, gloo for the CPU, through a
-    file in a temporary directory), fits a copy of ``estimator`` with ``device`` set to its
-    own device, and rank 0 writes its fitted copy back; the process groups are gone when
-    this returns. ``random_state=None`` (or a RandomState) is drawn into one integer first,
-    since every rank must shuffle, split and initialise alike.
+    The processes are started by ``torch.distributed.elastic`` (:func:`run_workers`); each
+    joins a process group (NCCL for CUDA devices, gloo for the CPU), fits a copy of
+    ``estimator`` with ``device`` set to its own device, and rank 0 writes its fitted copy
+    back; the process groups are gone when this returns. ``X`` and the fit's arguments
+    travel pickled (a memmap as its file's name, reopened by each worker).
+    ``random_state=None`` (or a RandomState) is drawn into one integer first, since every
+    rank must shuffle, split and initialise alike.
 
     Parameters
     ----------
@@ -140,8 +156,9 @@ def fit_on_devices(
     y : array-like, default=None
         Targets.
     timeout : float or None, default=None
-        Seconds the whole fit may take before the workers are stopped and an error is
-        raised; None waits for as long as the workers are alive.
+        Seconds the whole fit may take, the workers' start included: past it each
+        worker stops (and a collective waiting on a stuck peer gives up), and an error
+        is raised; None waits for as long as the workers are alive.
     **fit_params : dict
         Further arguments of ``estimator.fit`` (``sample_weight``, ``X_val``, ...).
 
@@ -166,7 +183,9 @@ def fit_on_devices(
     >>> clf = GreedyLayerwiseCNNClassifier(image_shape=(1, 8, 8), random_state=0)
     >>> clf = fit_on_devices(clf, ["cuda:0", "cuda:1"], X, y)  # doctest: +SKIP
     """
-    if os.environ.get(_WORKDIR_ENV) and getattr(mp.current_process(), "_inheriting", False):
+    if os.environ.get(_WORKDIR_ENV) and getattr(
+        multiprocessing.current_process(), "_inheriting", False
+    ):
         # a worker importing its parent's script, whose top level starts this fit again
         with open(os.path.join(os.environ[_WORKDIR_ENV], _UNGUARDED), "w"):
             pass
@@ -231,7 +250,7 @@ def _worker_estimator(estimator, params: dict):
 
 def _fit_worker(rank: int, workdir: str, devices: list[str], backend: str, parent: int) -> None:
     """One process of :func:`fit_on_devices` (module level, for ``spawn``); ``parent`` is
-    the pid of the process that spawned it."""
+    the pid of the process that started it."""
     _exit_with_parent(workdir, parent)
     try:
         _train_as_rank(rank, workdir, devices, backend)
@@ -256,12 +275,15 @@ def _train_as_rank(rank: int, workdir: str, devices: list[str], backend: str) ->
             estimator, X, y = (_opened(pickle.load(fh)) for _ in range(3))
             fit_params = {name: _opened(pickle.load(fh)) for name in names}
         estimator.set_params(device=device)
+        # the launcher's rendezvous gave this process its rank and the group's address
+        # (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); a collective waiting on a stuck
+        # peer gives up when the fit's time is out
+        left = _time_left()
         dist.init_process_group(
-            backend,
-            init_method="file://" + os.path.join(workdir, "rendezvous"),
-            rank=rank,
-            world_size=len(devices),
+            backend, timeout=None if left is None else datetime.timedelta(seconds=max(left, 1))
         )
+        # the parent's record of a worker that reached training (not one still starting)
+        open(os.path.join(workdir, f"joined-{rank}"), "w").close()
         # on failure the group is left to die with the process: destroying it could wait
         # on a peer stuck in a collective
         estimator.fit(X, y, **fit_params)
@@ -285,14 +307,27 @@ def _exit_with_parent(workdir: str, parent: int) -> None:
         _leave_orphaned(workdir)
 
     def interrupted(signum, frame):
-        # torch has the kernel send SIGINT to a worker whose parent died; the fit would
-        # take it for a user's interrupt and end "gracefully", keeping its layers
-        if os.getppid() != parent:
+        # torch has the kernel send SIGINT to a worker whose parent died, and it may come
+        # before this process is seen to have a new parent; the fit would take it for a
+        # user's interrupt and end "gracefully", keeping its layers
+        if _orphaned(parent, wait=_ORPHAN_WAIT_SECONDS):
             _leave_orphaned(workdir)
         signal.default_int_handler(signum, frame)
 
     signal.signal(signal.SIGINT, interrupted)
     threading.Thread(target=watch, name="sklearn-greedy-parent-watch", daemon=True).start()
+
+
+def _orphaned(parent: int, wait: float) -> bool:
+    """Whether this process's parent is no longer ``parent``, looking for up to ``wait``
+    seconds (a Ctrl-C in the terminal reaches the parent and its workers alike, and the
+    parent then stops them itself)."""
+    end = time.monotonic() + wait
+    while os.getppid() == parent:
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def _leave_orphaned(workdir: str) -> None:
@@ -343,91 +378,160 @@ def record_errors(workdir: str, rank: int) -> Iterator[None]:
 
 
 def run_workers(fn, args: tuple, devices: list[str], workdir: str, timeout=None) -> None:
-    """Run ``fn(rank, *args)`` in one spawned process per device and wait for them all.
+    """Run ``fn(rank, *args)`` in one process per device, started and monitored by
+    ``torch.distributed.elastic``, and wait for them all.
+
+    The launcher's agent runs in this process: its c10d rendezvous (a TCP store on a free
+    local port, as ``torchrun --standalone``) gives each worker its rank and the process
+    group's address, its monitor stops every worker as soon as one fails or dies, and a
+    failed fit is not restarted (``max_restarts=0``: its error is the user's to see). The
+    launcher's logs and error files go to ``workdir``, removed with it.
 
     Parameters
     ----------
     fn : callable
-        A module-level function (``spawn`` imports it by name in each process); wrap its
-        body in :class:`record_errors` for the errors to be reported by rank.
+        A module-level function (``spawn`` imports it by name in each process); its
+        exceptions are reported by rank.
     args : tuple
         Further arguments of ``fn``, picklable.
     devices : list of str
         One device per process (named in error messages).
     workdir : str
-        Directory where the workers record their errors.
+        Directory where the workers record their errors and the launcher its logs.
     timeout : float or None, default=None
-        Seconds to wait for the workers before stopping them.
+        Seconds the workers may take, from now: past it each raises ``TimeoutError``
+        (a SIGALRM timer of its own, which interrupts Python code), and the fit fails.
 
     Raises
     ------
     RuntimeError
         Naming the rank that failed first and its error, after every worker is stopped.
+    KeyboardInterrupt
+        When this process is interrupted (Ctrl-C, SIGTERM) while the workers run; they
+        are stopped first.
 
     Examples
     --------
     >>> from sklearn_greedy.training._spawn import run_workers
     >>> run_workers(print, ("hello",), ["cpu", "cpu"], ".")  # doctest: +SKIP
     """
-    saved, tempfile.tempdir = tempfile.tempdir, workdir
-    try:  # torch's per-worker error files go in workdir: an orphan removes them with it
-        context = mp.start_processes(
-            fn, args=args, nprocs=len(devices), join=False, start_method="spawn"
-        )
-    finally:
-        tempfile.tempdir = saved
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = None if timeout is None else time.time() + timeout
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=len(devices),
+        run_id=f"sklearn-greedy-{uuid.uuid4().hex}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        start_method="spawn",
+        logs_specs=DefaultLogsSpecs(log_dir=os.path.join(workdir, "launcher")),
+        signals_to_handle=",".join(_HANDLED_SIGNALS),
+        shutdown_timeout=_STOP_SECONDS,
+    )
     try:
-        while not context.join(timeout=_POLL_SECONDS):
-            if deadline is not None and time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"The workers on {devices} did not finish within timeout={timeout} s; "
-                    "they were stopped."
-                )
-    except mp.ProcessRaisedException as exc:
+        with _launcher_quiet(), _signal_handlers_restored():
+            elastic_launch(config, _as_rank)(fn, args, workdir, deadline, timeout)
+    except ChildFailedError as exc:
         raise RuntimeError(_failure_message(exc, devices, workdir)) from exc
-    except mp.ProcessExitedException as exc:
-        if os.path.exists(os.path.join(workdir, _UNGUARDED)):
-            raise RuntimeError(_UNGUARDED_MESSAGE) from exc
-        rank = exc.error_index
-        raise RuntimeError(
-            f"The worker of rank {rank} (device {devices[rank]!r}) died without an error "
-            f"message: {exc} (killed, or out of memory?)."
-        ) from exc
+    except SignalException as exc:
+        # the agent stopped the workers on this process's signal: to the caller, an interrupt
+        raise KeyboardInterrupt(f"fit on {devices} interrupted by {exc.sigval.name}") from exc
+
+
+def _as_rank(fn, args: tuple, workdir: str, deadline: float | None, timeout) -> None:
+    """The launcher's entry point in each worker: ``fn(rank, *args)`` with this worker's
+    rank, its errors recorded for the parent, and the fit's time limit as its own alarm."""
+    rank = int(os.environ["RANK"])
+    with record_errors(workdir, rank):
+        if deadline is not None:
+            _alarm_at(deadline, timeout)
+        fn(rank, *args)
+
+
+# this worker's time limit, a time.time() (None: none), set by _alarm_at
+_deadline: float | None = None
+
+
+def _alarm_at(deadline: float, timeout) -> None:
+    """Raise ``TimeoutError`` in this worker's main thread at ``deadline`` (a
+    ``time.time()``), at once when it has passed (the worker was slow to start)."""
+
+    def expired(signum, frame):
+        raise TimeoutError(
+            f"the fit did not finish within timeout={timeout} s; its workers were stopped."
+        )
+
+    global _deadline
+    _deadline = deadline
+    signal.signal(signal.SIGALRM, expired)
+    left = deadline - time.time()
+    if left <= 0:
+        expired(signal.SIGALRM, None)
+    signal.setitimer(signal.ITIMER_REAL, left)
+
+
+def _time_left() -> float | None:
+    """Seconds left of this worker's time limit (None: no limit)."""
+    return None if _deadline is None else _deadline - time.time()
+
+
+@contextlib.contextmanager
+def _signal_handlers_restored() -> Iterator[None]:
+    """The launcher installs its own handlers for the signals it forwards to the workers
+    and leaves them installed: put the process's own back afterwards (Ctrl-C raising
+    KeyboardInterrupt again)."""
+    names = [name for name in _HANDLED_SIGNALS if hasattr(signal, name)]
+    saved = {name: signal.getsignal(getattr(signal, name)) for name in names}
+    try:
+        yield
     finally:
-        _stop(context.processes)
-        for path in context.error_files:
-            if path and os.path.exists(path):
-                os.unlink(path)
+        if threading.current_thread() is threading.main_thread():
+            for name, handler in saved.items():
+                signal.signal(getattr(signal, name), handler)
 
 
-def _failure_message(exc, devices: list[str], workdir: str) -> str:
+@contextlib.contextmanager
+def _launcher_quiet() -> Iterator[None]:
+    """Keep the launcher's agent from logging each worker's traceback and its own steps
+    (warnings and errors): the fit's exception carries the error that matters, once."""
+    prefixes = ("torch.distributed.elastic", "torch.distributed.launcher", "torch.multiprocessing")
+    loggers = [
+        logging.getLogger(name)
+        for name in list(logging.Logger.manager.loggerDict)
+        if name.startswith(prefixes)
+    ] + [logging.getLogger(prefix) for prefix in prefixes]
+    saved = [(logger, logger.level) for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL)
+        yield
+    finally:
+        for logger, level in saved:
+            logger.setLevel(level)
+
+
+def _failure_message(exc: ChildFailedError, devices: list[str], workdir: str) -> str:
     records = []
     for rank in range(len(devices)):
         path = os.path.join(workdir, f"error-{rank}.json")
         if os.path.exists(path):
             with open(path) as fh:
                 records.append(json.load(fh))
-    if not records:  # it failed outside record_errors: torch's own message has it
-        rank = exc.error_index
-        return f"The worker of rank {rank} (device {devices[rank]!r}) failed:{exc}"
-    first = min(records, key=lambda r: r["time"])
-    rank = first["rank"]
+    if records:
+        first = min(records, key=lambda r: r["time"])
+        rank = first["rank"]
+        return (
+            f"The worker of rank {rank} (device {devices[rank]!r}) failed: "
+            f"{first['summary']}\n\nTraceback of rank {rank}:\n{first['traceback']}"
+        )
+    if os.path.exists(os.path.join(workdir, _UNGUARDED)):
+        return _UNGUARDED_MESSAGE
+    # no record: it died outside Python's reach (a signal, os._exit, out of memory)
+    rank, failure = exc.get_first_failure()
+    code = failure.exitcode
+    how = f"signal {failure.signal_name()}" if code < 0 else f"exit code {code}"
     return (
-        f"The worker of rank {rank} (device {devices[rank]!r}) failed: {first['summary']}\n\n"
-        f"Traceback of rank {rank}:\n{first['traceback']}"
+        f"The worker of rank {rank} (device {devices[rank]!r}) died without an error "
+        f"message ({how}; killed, or out of memory?)."
     )
-
-
-def _stop(processes) -> None:
-    """Terminate the workers still alive, then kill those that ignore it: none outlives
-    the call (a timeout, an error elsewhere, or Ctrl-C in the parent)."""
-    alive = [p for p in processes if p.is_alive()]
-    for process in alive:
-        process.terminate()
-    end = time.monotonic() + _STOP_SECONDS
-    for process in alive:
-        process.join(max(0.0, end - time.monotonic()))
-        if process.is_alive():
-            process.kill()
-            process.join()

@@ -1,5 +1,6 @@
 """Behaviour of GreedyLayerwiseCNNClassifier on small synthetic data and digits."""
 
+import functools
 import pickle
 import re
 import warnings
@@ -362,6 +363,33 @@ def test_channels_last_gives_the_same_model_up_to_rounding():
     h = fast.model_.standardized(torch.from_numpy(X[:2]))
     assert h.is_contiguous(memory_format=torch.channels_last)
     assert all(p.is_contiguous() for p in fast.model_.parameters())
+
+
+@pytest.mark.parametrize("training, per_layer", [("sequential", 1), ("decoupled", 2)])
+def test_compile_trains_each_stage_through_torch_compile_with_its_options(
+    monkeypatch, training, per_layer
+):
+    calls = []
+    real_compile = torch.compile
+
+    @functools.wraps(real_compile)
+    def spy(module, **options):
+        calls.append(options)
+        return real_compile(module, **options)
+
+    monkeypatch.setattr(torch, "compile", spy)
+    X, y = quadrant_images(n=64, shape=(3, 8, 8))
+    params = dict(n_layers=2, width=4, max_epochs=2, training=training, random_state=0)
+    plain = GreedyLayerwiseCNNClassifier(**params).fit(X, y)
+    assert calls == []
+    # the "eager" backend traces the steps with TorchDynamo and runs the same operations
+    options = {"backend": "eager", "dynamic": False}
+    compiled = GreedyLayerwiseCNNClassifier(**params, compile=options).fit(X, y)
+    # once per stage (sequential: layer and head as one module; decoupled: each apart)
+    assert calls == [options] * (2 * per_layer)
+    assert compiled.compile is options  # stored as given
+    np.testing.assert_allclose(compiled.predict_proba(X), plain.predict_proba(X), atol=1e-6)
+    np.testing.assert_allclose(compiled.loss_curve_[-1], plain.loss_curve_[-1], rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- bad input

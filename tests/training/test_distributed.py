@@ -7,6 +7,7 @@ share one spawn (a module fixture), and each fit_on_devices test is one more.
 import multiprocessing
 import os
 import pickle
+import signal
 import time
 
 import numpy as np
@@ -299,9 +300,12 @@ def _estimator(**kwargs):
 def test_fit_on_devices_equals_a_one_process_fit():
     X, y = quadrant_images(n=96, shape=(1, 8, 8))
     # through the estimator's device list, which calls fit_on_devices
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     fitted = _estimator(device=["cpu", "cpu"]).fit(X, y)
     assert fitted.get_params() == _estimator(device=["cpu", "cpu"]).get_params()
     assert not dist.is_initialized() and not _our_children()
+    # torch's launcher handles these signals while the workers run, and gives them back
+    assert {sig: signal.getsignal(sig) for sig in handlers} == handlers
 
     single = _estimator().fit(X, y)
     np.testing.assert_array_equal(fitted.best_epoch_, single.best_epoch_)
@@ -349,11 +353,15 @@ def test_a_worker_that_dies_silently_is_named(tmp_path):
 
 
 @pytest.mark.timeout(60)
-def test_workers_past_the_timeout_are_stopped(tmp_path):
-    # time.sleep(rank): still starting (importing torch) when the 0.5 s run out
+def test_workers_past_the_timeout_are_stopped():
+    # the estimator's timeout: its workers are still starting (importing torch) when the
+    # 0.5 s run out, and each stops itself
+    X, y = quadrant_images(n=32, shape=(1, 8, 8))
+    clf = _estimator(device=["cpu", "cpu"], timeout=0.5)
     with pytest.raises(RuntimeError, match="did not finish within timeout=0.5 s"):
-        run_workers(time.sleep, (), ["cpu", "cpu"], str(tmp_path), timeout=0.5)
+        clf.fit(X, y)
     assert not _our_children()
+    assert not hasattr(clf, "model_")
 
 
 def test_random_state_is_drawn_once_for_all_ranks():
@@ -461,14 +469,17 @@ def test_a_script_without_main_guard_is_named(tmp_path, monkeypatch):
     assert (tmp_path / spawn._UNGUARDED).exists()
     monkeypatch.delattr(multiprocessing.current_process(), "_inheriting")
 
-    # the parent's side: a worker that died leaving that mark
-    class Died:
-        processes, error_files = [], []
+    # the parent's side: the launcher reports a worker that died leaving that mark
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
-        def join(self, timeout=None):
-            raise torch.multiprocessing.ProcessExitedException("died", 1, 123, 1)
+    def launch(config, entrypoint):
+        def died(*args):
+            failure = ProcessFailure(local_rank=1, pid=123, exitcode=1, error_file="")
+            raise ChildFailedError(name="worker", failures={1: failure})
 
-    monkeypatch.setattr(spawn.mp, "start_processes", lambda *a, **k: Died())
+        return died
+
+    monkeypatch.setattr(spawn, "elastic_launch", launch)
     with pytest.raises(RuntimeError, match="guard: each worker ran the script's top level"):
         run_workers(print, (), ["cpu", "cpu"], str(tmp_path))
 
@@ -476,7 +487,6 @@ def test_a_script_without_main_guard_is_named(tmp_path, monkeypatch):
 def test_workers_stop_and_clean_up_when_their_parent_is_killed(tmp_path):
     """A SIGKILLed parent leaves no worker training on and no copy of X behind: each
     worker watches its parent and, orphaned, removes the fit's directory and exits."""
-    import signal
     import subprocess
     import sys
 
@@ -507,11 +517,11 @@ def test_workers_stop_and_clean_up_when_their_parent_is_killed(tmp_path):
         return found
 
     def workdirs():
-        prefixes = ("sklearn-greedy-ddp-", "pytorch-errorfile")
+        prefixes = ("sklearn-greedy-ddp-", "pytorch-errorfile", "torchelastic_")
         return [p for p in tmp_path.iterdir() if p.name.startswith(prefixes)]
 
     def training():  # both workers joined the process group: they run the fit
-        return any((d / "rendezvous").exists() for d in workdirs() if d.is_dir())
+        return any((d / "joined-1").exists() for d in workdirs() if d.is_dir())
 
     try:
         deadline = time.monotonic() + 120
