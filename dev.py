@@ -15,8 +15,8 @@ that would download a CUDA build from the public index, so ``TORCH_INDEX_URL`` (
 ``https://download.pytorch.org/whl/cpu``) names another index for torch alone; ``TORCH``
 overrides the requirement itself (``TORCH="torch==2.13.0+cpu"``).
 
-The tests run on every core (pytest-xdist's ``-n auto``, one torch thread per worker)
-unless ARGS choose otherwise (``-n 0`` runs them in one process).
+The tests run on every core (pytest-xdist's ``-n auto --dist worksteal``, one torch thread
+per worker) unless ARGS choose otherwise (``-n 0`` runs them in one process).
 
 ``docs`` also installs the ``docs`` extra (Sphinx and its extensions; its own stamp, so that
 the other two commands never wait for it), builds the site with warnings as errors (the
@@ -126,6 +126,11 @@ def main(argv=None) -> int:
         args = argv[1:]
         if not any(a == "-n" or a.startswith(("-n=", "--numprocesses")) for a in args):
             args = ["-n", "auto", *args]
+        if not any(a.startswith(("--dist", "-d")) for a in args):
+            # a worker that runs out of tests takes half of another's queue; the default
+            # ("load") hands out contiguous blocks, and the block of the heavy tests, which
+            # run first, kept one worker busy 80 s after the other had finished
+            args = ["--dist", "worksteal", *args]
         command = [python, "-m", "pytest", "-q", *args]
     return run(*command, check=False)
 

@@ -30,8 +30,8 @@ def one_torch_thread():
 
 
 # Modules whose tests start processes or train real fits, heaviest first. Run before the
-# rest, they keep pytest-xdist's workers busy until the end: scheduled last, one of them
-# left a worker alone on it while the other core idled.
+# rest (dev.py runs pytest-xdist's "worksteal": a worker that runs out takes half of the
+# other's queue), so that no long test starts last and leaves one core idle at the end.
 _HEAVY_FIRST = (
     "test_readme.py",
     "test_gpu_suite.py",

@@ -4,6 +4,7 @@ Spawning a process and importing torch costs seconds on two cores: the stage sce
 share one spawn (a module fixture), and each fit_on_devices test is one more.
 """
 
+import json
 import multiprocessing
 import os
 import pickle
@@ -16,6 +17,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from _images import quadrant_images
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
 
 from sklearn_greedy import GreedyLayerwiseCNNClassifier
 from sklearn_greedy.training._distributed import _use_sync_batchnorm, stage_trainer_class
@@ -344,24 +346,83 @@ def test_a_failing_worker_fails_the_fit_and_stops_the_others():
     assert not hasattr(clf, "model_")
 
 
-@pytest.mark.timeout(60)
-def test_a_worker_that_dies_silently_is_named(tmp_path):
-    # os._exit(rank): rank 0 ends well, rank 1 exits with code 1 and no traceback
-    with pytest.raises(RuntimeError, match="rank 1 .*died without an error message"):
-        run_workers(os._exit, (), ["cpu", "cpu"], str(tmp_path), timeout=50)
-    assert not _our_children()
+@pytest.mark.parametrize(
+    "exitcode, how", [(1, r"exit code 1"), (-signal.SIGKILL, r"signal SIGKILL")]
+)
+def test_a_worker_that_dies_silently_is_named(tmp_path, monkeypatch, exitcode, how):
+    """A worker that dies outside Python's reach (os._exit, a signal, out of memory)
+    leaves no record: the launcher's report of the first failure names it. (Here its
+    report comes without starting workers; a worker's death stopping the others is the
+    launcher's, tested through a raising worker above.)"""
+    import sklearn_greedy.training._spawn as spawn
+
+    monkeypatch.setattr(spawn, "elastic_launch", _launcher_reporting_death(exitcode))
+    message = rf"rank 1 \(device 'cpu'\) died without an error message \({how};"
+    with pytest.raises(RuntimeError, match=message):
+        run_workers(print, (), ["cpu", "cpu"], str(tmp_path))
 
 
-@pytest.mark.timeout(60)
-def test_workers_past_the_timeout_are_stopped():
-    # the estimator's timeout: its workers are still starting (importing torch) when the
-    # 0.5 s run out, and each stops itself
+def _launcher_reporting_death(exitcode):
+    """A stand-in for ``elastic_launch`` whose launch reports, as torch's does, that rank 1
+    died with ``exitcode`` and no error file; no worker is started."""
+
+    def launch(config, entrypoint):
+        def died(*args):
+            failure = ProcessFailure(local_rank=1, pid=123, exitcode=exitcode, error_file="")
+            raise ChildFailedError(name="worker", failures={1: failure})
+
+        return died
+
+    return launch
+
+
+def test_a_worker_past_the_timeout_stops_itself_and_records_why(tmp_path, monkeypatch):
+    """The time limit is each worker's own alarm (the launcher has none): a worker past
+    it raises TimeoutError, which, recorded by rank, fails the fit as any worker's error
+    does (a failing worker stops the others: tested above). Here in this process, as the
+    launcher's entry point runs in a worker."""
+    import sklearn_greedy.training._spawn as spawn
+
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(spawn, "_deadline", None)
+    # pytest-timeout's alarm is SIGALRM too: put its handler and time left back after
+    saved, (left, _) = signal.getsignal(signal.SIGALRM), signal.getitimer(signal.ITIMER_REAL)
+    start = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError, match="did not finish within timeout=0.3 s"):
+            spawn._as_rank(_sleep_as_rank, (30.0,), str(tmp_path), time.time() + 0.3, 0.3)
+        assert time.monotonic() - start < 20  # the alarm ended the 30 s sleep
+        # a worker that starts after its deadline stops at once
+        with pytest.raises(TimeoutError):
+            spawn._as_rank(_sleep_as_rank, (30.0,), str(tmp_path), time.time() - 1, 1)
+    finally:
+        signal.signal(signal.SIGALRM, saved)
+        signal.setitimer(
+            signal.ITIMER_REAL, max(left - (time.monotonic() - start), 1e-3) if left else 0
+        )
+    record = json.loads((tmp_path / "error-1.json").read_text())
+    assert record["rank"] == 1 and record["summary"].startswith("TimeoutError")
+
+
+def _sleep_as_rank(rank, seconds):
+    time.sleep(seconds)
+
+
+def test_the_estimators_timeout_reaches_the_launch(monkeypatch):
+    import sklearn_greedy.training._spawn as spawn
+
+    seen = {}
+
+    def launch(fn, args, devices, workdir, timeout):  # instead of starting workers
+        seen["timeout"] = timeout
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(spawn, "run_workers", launch)
     X, y = quadrant_images(n=32, shape=(1, 8, 8))
-    clf = _estimator(device=["cpu", "cpu"], timeout=0.5)
-    with pytest.raises(RuntimeError, match="did not finish within timeout=0.5 s"):
+    clf = _estimator(device=["cpu", "cpu"], timeout=12.5)
+    with pytest.raises(RuntimeError, match="stop here"):
         clf.fit(X, y)
-    assert not _our_children()
-    assert not hasattr(clf, "model_")
+    assert seen == {"timeout": 12.5} and not hasattr(clf, "model_")
 
 
 def test_random_state_is_drawn_once_for_all_ranks():
@@ -470,16 +531,7 @@ def test_a_script_without_main_guard_is_named(tmp_path, monkeypatch):
     monkeypatch.delattr(multiprocessing.current_process(), "_inheriting")
 
     # the parent's side: the launcher reports a worker that died leaving that mark
-    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
-
-    def launch(config, entrypoint):
-        def died(*args):
-            failure = ProcessFailure(local_rank=1, pid=123, exitcode=1, error_file="")
-            raise ChildFailedError(name="worker", failures={1: failure})
-
-        return died
-
-    monkeypatch.setattr(spawn, "elastic_launch", launch)
+    monkeypatch.setattr(spawn, "elastic_launch", _launcher_reporting_death(1))
     with pytest.raises(RuntimeError, match="guard: each worker ran the script's top level"):
         run_workers(print, (), ["cpu", "cpu"], str(tmp_path))
 
