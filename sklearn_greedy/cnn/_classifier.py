@@ -930,7 +930,10 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         if not data.has_validation:
             return train, None
         depth, size = len(model.layers), grower.eval_batch_size
-        valid = accuracy(lambda b: model.head_logits(b, depth), data.X_val, data.y_val, size)
+        valid = accuracy(
+            lambda b: model.head_logits(b, depth), data.X_val, data.y_val, size,
+            sharded=grower.sharded,
+        )  # fmt: skip
         return train, valid
 
     # ------------------------------------------------------------------ score

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..training._decoupled import train_decoupled
-from ..training._distributed import stage_trainer_class
+from ..training._distributed import distributed_world_size, stage_trainer_class
 from ..training._engine import StageData, StageResult, train_stage
 from ..training._runtime import derive_seed, make_generator, torch_seeded
 from ..training._streaming import cache_outputs
@@ -165,7 +165,9 @@ class LayerGrower:
             growth.features = self._next_features(growth, data, layer)
             if growth.features is not None:
                 features = growth.features  # the head reads them as they are
-                score = accuracy(head, features.X, features.y, self.eval_batch_size)
+                score = accuracy(
+                    head, features.X, features.y, self.eval_batch_size, sharded=self.sharded
+                )
             else:
                 score = self.layer_accuracy(growth.model, data)
             growth.scores.append(score)
@@ -300,8 +302,8 @@ class LayerGrower:
         # the rounds share the fine-tuning epochs, the last rounds taking the remainder
         shares = [len(p) for p in np.array_split(np.arange(self.prune_epochs), len(widths))][::-1]
         kept = torch.arange(trained)
-        record = {"trained_width": trained, "score_before": _head_accuracy(
-            layer, head, prefix, data, size), "history": [], "rounds": []}  # fmt: skip
+        before = _head_accuracy(layer, head, prefix, data, size, self.sharded)
+        record = {"trained_width": trained, "score_before": before, "history": [], "rounds": []}
         for r, (target, share) in enumerate(zip(widths, shares)):
             scores = taylor_scores(
                 layer, head, prefix, data.X, data.y, batch_size=size,
@@ -311,7 +313,7 @@ class LayerGrower:
             prune_stage(layer, head, keep)
             kept = kept[keep.cpu()]
             step = {"width": target, "scores": scores.cpu().numpy(),
-                    "score_pruned": _head_accuracy(layer, head, prefix, data, size),
+                    "score_pruned": _head_accuracy(layer, head, prefix, data, size, self.sharded),
                     "history": []}  # fmt: skip
             if share:
                 label = f"layer {j + 1}/{len(self.plan)} fine-tuning"
@@ -354,7 +356,13 @@ class LayerGrower:
     # ------------------------------------------------------------------ scores and records
     def layer_accuracy(self, model: LayerwiseNetwork, data: StageData) -> float:
         """Training accuracy (eval mode, no augmentation) of the last head of ``model``."""
-        return last_head_accuracy(model, data, self.eval_batch_size)
+        return last_head_accuracy(model, data, self.eval_batch_size, sharded=self.sharded)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the evaluation passes are shared out: in a process group of several,
+        every rank runs this fit alike, so each scores its share of the rows."""
+        return distributed_world_size() > 1
 
     def _head_accuracies(self, model, data, first: int) -> list[float]:
         """Training accuracy (eval mode, no augmentation) of the heads of layers ``first``
@@ -401,6 +409,7 @@ class LayerGrower:
         self.store.save(j, tensors, meta, seed=self.seed)
 
 
-def _head_accuracy(layer, head, prefix, data, batch_size: int) -> float:
+def _head_accuracy(layer, head, prefix, data, batch_size: int, sharded: bool) -> float:
     """Training accuracy (eval mode, no augmentation) of ``head`` on ``layer(prefix(X))``."""
-    return accuracy(lambda b: head(layer(prefix(b))), data.X, data.y, batch_size)
+    fn = lambda b: head(layer(prefix(b)))  # noqa: E731
+    return accuracy(fn, data.X, data.y, batch_size, sharded=sharded)

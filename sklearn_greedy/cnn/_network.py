@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..training._engine import StageResult, batched_apply, previous_stage_results
+from ..training._distributed import rank_share, summed_over_ranks
+from ..training._engine import StageResult, previous_stage_results
 from ..training._streaming import iter_sequential
 from ._modules import AuxiliaryClassifier, GreedyLayer, LayerSpec
 
@@ -103,17 +104,30 @@ class GrowingNetwork:
         return self
 
 
-def accuracy(logits_fn, X, y: torch.Tensor, batch_size: int) -> float:
+def accuracy(logits_fn, X, y: torch.Tensor, batch_size: int, *, sharded: bool = False) -> float:
     """Accuracy of the logits ``logits_fn(batch)`` over ``X`` (a tensor or a streaming
-    source) against ``y``, in batches without gradients."""
-    out = batched_apply(logits_fn, X, batch_size)
-    return float((out.argmax(1) == y).float().mean())
+    source) against ``y``, in batches without gradients. ``sharded``: every rank of the
+    process group runs this pass alike, each on its share of the rows
+    (:func:`~sklearn_greedy.training._distributed.rank_share`), and the hits are summed."""
+    n = y.shape[0]
+    rows = rank_share(n) if sharded else range(n)
+    hits = torch.zeros((), dtype=torch.int64, device=y.device)
+    with torch.no_grad():
+        starts = range(rows.start, rows.stop, batch_size)
+        for start, batch in zip(starts, iter_sequential(X, batch_size, rows)):
+            out = logits_fn(batch)
+            hits += (out.argmax(1) == y[start : start + out.shape[0]]).sum()
+    if sharded:
+        hits = summed_over_ranks(hits)
+    return int(hits) / n if n else float("nan")
 
 
-def last_head_accuracy(model: LayerwiseNetwork, data, batch_size: int) -> float:
+def last_head_accuracy(model: LayerwiseNetwork, data, batch_size: int, *, sharded=False) -> float:
     """Accuracy of the last trained layer's head on ``data`` (un-augmented, eval mode)."""
     depth = len(model.layers)
-    return accuracy(lambda batch: model.head_logits(batch, depth), data.X, data.y, batch_size)
+    return accuracy(
+        lambda batch: model.head_logits(batch, depth), data.X, data.y, batch_size, sharded=sharded
+    )
 
 
 def build_stage(spec: LayerSpec, n_classes: int, k: int, batch_norm: bool):

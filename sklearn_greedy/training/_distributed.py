@@ -52,6 +52,34 @@ def is_main_rank() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+def rank_share(n: int) -> range:
+    """The rows of ``n`` this process evaluates in a pass that every rank of the default
+    process group runs alike: a contiguous ``1 / world_size`` of them (all ``n`` outside a
+    group). Sum what each rank finds with :func:`summed_over_ranks`.
+
+    Examples
+    --------
+    >>> from sklearn_greedy.training._distributed import rank_share
+    >>> rank_share(10)
+    range(0, 10)
+    """
+    world = distributed_world_size()
+    if world == 1:
+        return range(n)
+    rank = dist.get_rank()
+    return range(rank * n // world, (rank + 1) * n // world)
+
+
+def summed_over_ranks(values: torch.Tensor) -> torch.Tensor:
+    """``values`` summed over the ranks of the default process group (a copy; ``values``
+    itself outside a group). Every rank must call it, in the same order."""
+    if distributed_world_size() == 1:
+        return values
+    values = values.clone()
+    dist.all_reduce(values)
+    return values
+
+
 def stage_trainer_class() -> type[StageTrainer]:
     """The trainer of the greedy CNN's layer stages in this process.
 
@@ -93,9 +121,9 @@ class DistributedStageTrainer(StageTrainer):
     every epoch. A CPU run with BatchNorm is therefore close to, not equal to, a
     one-process run.
 
-    Records agree on every rank: the training sums are all-reduced, validation runs on the
-    whole validation set on every rank and rank 0's score is the one recorded, so the best
-    epoch, keep-best and early stopping agree. Augmentation draws from a generator of
+    Records agree on every rank: the training sums are all-reduced, and each rank scores
+    its share of the validation set (:func:`rank_share`), the summed scores all-reduced,
+    so the best epoch, keep-best and early stopping agree. Augmentation draws from a generator of
     each rank's own (seeded from the shared one), so that the ranks do not augment their
     shares alike and the shared generator stays in step for the permutations.
 
@@ -178,29 +206,26 @@ class DistributedStageTrainer(StageTrainer):
         return out, yb, loss if size_ratio is None else part.detach() * size_ratio
 
     def validation_score(self, *args, **kwargs) -> float:
-        """Rank 0's validation score, on every rank.
+        """The validation score of the whole set, the same on every rank.
 
-        Every rank scores the whole validation set with the same weights; taking rank 0's
-        value keeps the records equal even where kernels are not bitwise deterministic, so
-        that no rank stops early, or keeps an epoch, alone.
+        Each rank scores its share of the rows with the same weights and the sums are
+        all-reduced: one pass over the set for all ranks together, and one value on every
+        rank (all-reduce hands each the same result), so that no rank stops early, or
+        keeps an epoch, alone.
 
         Parameters
         ----------
         *args, **kwargs
-            Passed to :meth:`StageTrainer.validation_score`.
+            Passed to :meth:`StageTrainer._validation_total` (``score_fn``).
 
         Returns
         -------
         float
             Mean score on the validation data.
         """
-        score = torch.tensor(
-            [super().validation_score(*args, **kwargs)],
-            dtype=torch.float64,
-            device=self._model_device(),
-        )
-        dist.broadcast(score, src=0)
-        return float(score)
+        n = self.data.X_val.shape[0]
+        total = self._validation_total(*args, rows=rank_share(n), **kwargs)
+        return float(summed_over_ranks(total.double().reshape(1))) / n
 
     # ----------------------------------------------------------------- the hooks
     def _index_batches(self, device: torch.device) -> list[torch.Tensor]:

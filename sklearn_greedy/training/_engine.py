@@ -432,18 +432,22 @@ class StageTrainer(StageInputs):
     def validation_score(self, score_fn=None) -> float:
         """Mean score of the model (eval mode) on the validation data (by ``score_fn``,
         default the trainer's)."""
+        return float(self._validation_total(score_fn)) / self.data.X_val.shape[0]
+
+    def _validation_total(self, score_fn=None, rows: range | None = None) -> torch.Tensor:
+        """The summed score of the model (eval mode) on the validation rows ``rows``
+        (default all)."""
         score_fn = self.score_fn if score_fn is None else score_fn
         self.model.eval()
         X_val, y_val, size = self.data.X_val, self.data.y_val, self.config.eval_batch_size
+        rows = range(X_val.shape[0]) if rows is None else rows
+        total = torch.zeros((), device=y_val.device)
         with torch.no_grad(), self.config.autocast(X_val.device):
-            total = sum(
-                score_fn(
-                    self.model(self._features(xb, cached=self._valid_cached)),
-                    y_val[s : s + xb.shape[0]],
-                )
-                for s, xb in zip(range(0, X_val.shape[0], size), iter_sequential(X_val, size))
-            )
-        return float(total) / X_val.shape[0]
+            batches = iter_sequential(X_val, size, rows)
+            for s, xb in zip(range(rows.start, rows.stop, size), batches):
+                out = self.model(self._features(xb, cached=self._valid_cached))
+                total = total + score_fn(out, y_val[s : s + xb.shape[0]])
+        return total
 
     # ----------------------------------------------------------------- the steps
     def _training_module(self) -> nn.Module:

@@ -220,11 +220,12 @@ class _Source:
     def iter_batches(self, index_batches: Iterable) -> Iterator[torch.Tensor]:
         raise NotImplementedError
 
-    def sequential(self, batch_size: int) -> Iterator[torch.Tensor]:
-        """The whole source in order, batch by batch, on the device."""
-        n = len(self)
+    def sequential(self, batch_size: int, rows: range | None = None) -> Iterator[torch.Tensor]:
+        """The source in order (its ``rows``, default all), batch by batch, on the device."""
+        rows = range(len(self)) if rows is None else rows
         return self.iter_batches(
-            np.arange(start, min(start + batch_size, n)) for start in range(0, n, batch_size)
+            np.arange(start, min(start + batch_size, rows.stop))
+            for start in range(rows.start, rows.stop, batch_size)
         )
 
 
@@ -520,11 +521,16 @@ class DatasetSource(_Source):
 
 
 # --------------------------------------------------------------------- caches
-def iter_sequential(X, batch_size: int) -> Iterator[torch.Tensor]:
-    """``X`` in order, batch by batch: slices of a tensor, or a source's batches."""
+def iter_sequential(X, batch_size: int, rows: range | None = None) -> Iterator[torch.Tensor]:
+    """``X`` in order (its ``rows``, a range of step 1, default all), batch by batch:
+    slices of a tensor, or a source's batches."""
     if isinstance(X, torch.Tensor):
-        return (X[start : start + batch_size] for start in range(0, X.shape[0], batch_size))
-    return X.sequential(batch_size)
+        rows = range(X.shape[0]) if rows is None else rows
+        return (
+            X[start : min(start + batch_size, rows.stop)]
+            for start in range(rows.start, rows.stop, batch_size)
+        )
+    return X.sequential(batch_size, rows)
 
 
 def cache_outputs(fn, X, batch_size: int, where: str):

@@ -154,6 +154,44 @@ def _alone_scenario(rank):
     return result.n_iter
 
 
+def _sharded_passes_scenario(rank):
+    # the evaluation passes every rank runs alike: each reads its share of the rows and
+    # the counts are summed, so the score is the whole set's on every rank
+    from sklearn_greedy.cnn._network import accuracy
+
+    X, y = _images(50, seed=30)
+    seen = []
+
+    def logits(batch):
+        seen.append(batch.clone())
+        return torch.stack([batch[:, 0].mean(dim=(1, 2)), batch[:, 1].mean(dim=(1, 2))], 1)
+
+    score = accuracy(logits, X, y, batch_size=7, sharded=True)
+    rows = torch.cat(seen)
+    # the validation pass of a stage: its score function sees only this rank's rows
+    X_val, y_val = _images(31, seed=31)
+    counted = []
+
+    def score_fn(out, target):
+        # the training batches are scored too: count the slices of y_val alone
+        if target.untyped_storage().data_ptr() == y_val.untyped_storage().data_ptr():
+            counted.append(target.shape[0])
+        return (out.argmax(1) == target).sum()
+
+    data = StageData(X, y, X_val=X_val, y_val=y_val)
+    result = train_stage(
+        _conv_stage(), data, loss_fn=F.cross_entropy, config=_config(max_epochs=2),
+        generator=torch.Generator().manual_seed(1), trainer_cls=stage_trainer_class(),
+        score_fn=score_fn,
+    )  # fmt: skip
+    return {
+        "score": score,
+        "rows": rows,
+        "valid_rows_per_epoch": sum(counted) / 2,
+        "valid_scores": [r["valid_score"] for r in result.history],
+    }
+
+
 SCENARIOS = {
     "conv": _conv_scenario,
     "weighted_odd": _weighted_odd_scenario,
@@ -163,6 +201,7 @@ SCENARIOS = {
     "different_data": _different_data_scenario,
     "tiny_batch": _tiny_batch_scenario,
     "alone": _alone_scenario,
+    "sharded_passes": _sharded_passes_scenario,
 }
 
 
@@ -423,6 +462,23 @@ def test_the_estimators_timeout_reaches_the_launch(monkeypatch):
     with pytest.raises(RuntimeError, match="stop here"):
         clf.fit(X, y)
     assert seen == {"timeout": 12.5} and not hasattr(clf, "model_")
+
+
+def test_each_rank_evaluates_its_share_and_the_scores_are_the_whole_sets(ranks):
+    first, second = (r["sharded_passes"] for r in ranks)
+    X, y = _images(50, seed=30)
+    # disjoint halves, together every row once, in order
+    assert len(first["rows"]) == len(second["rows"]) == 25
+    torch.testing.assert_close(torch.cat([first["rows"], second["rows"]]), X)
+    whole = float((torch.stack([X[:, 0].mean((1, 2)), X[:, 1].mean((1, 2))], 1).argmax(1) == y)
+                  .float().mean())  # fmt: skip
+    assert first["score"] == second["score"] == pytest.approx(whole)
+    # the validation pass: 31 rows shared 15 + 16, one score recorded alike on both
+    assert {first["valid_rows_per_epoch"], second["valid_rows_per_epoch"]} == {15, 16}
+    assert first["valid_scores"] == second["valid_scores"]
+    single = _single("sharded_passes")
+    assert single["valid_rows_per_epoch"] == 31
+    assert single["valid_scores"] == pytest.approx(first["valid_scores"])
 
 
 def test_random_state_is_drawn_once_for_all_ranks():
