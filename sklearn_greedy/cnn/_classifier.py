@@ -40,7 +40,7 @@ from .._validation import (
 )
 from ..training._augment import make_augment
 from ..training._checkpoint import data_digest, resume_fit
-from ..training._distributed import is_main_rank
+from ..training._distributed import distributed_world_size, is_main_rank
 from ..training._engine import (
     TrainingConfig,
     batched_apply,
@@ -698,7 +698,11 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         if continuing:
             growth = GrowingNetwork.resumed(previous, device, self.channels_last)
         else:
-            mean, std = input_stats(self.normalize, data.X, self._eval_batch_size())
+            # every rank of a data-parallel fit runs this: each reads its share of X
+            sharded = distributed_world_size() > 1
+            mean, std = input_stats(
+                self.normalize, data.X, self._eval_batch_size(), sharded=sharded
+            )
             stem = make_stem(mean, std, self.input_downsample, data.X.shape[1:])
             growth = GrowingNetwork.fresh(stem, device, self.channels_last)
         grower = self._grower(

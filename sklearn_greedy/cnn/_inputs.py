@@ -212,14 +212,14 @@ def stage_data(estimator, X, y_enc, weights, X_val, y_val, classes, image_shape,
     return StageData(X, tensors[0], X_val, tensors[1], weights)
 
 
-def input_stats(normalize, X, batch_size: int):
+def input_stats(normalize, X, batch_size: int, *, sharded: bool = False):
     """Channel means and stds for the stem: from ``normalize``, or from every image of
     ``X`` (a tensor, or a stream read once, batch by batch: a stream trains the model its
-    array would)."""
+    array would); ``sharded``: each rank of a data-parallel fit reads its share."""
     if not isinstance(normalize, str):
         mean, std = check_normalize(normalize, X.shape[1])
         return torch.tensor(mean), torch.tensor(std)
-    return channel_stats(X, batch_size)
+    return channel_stats(X, batch_size, sharded=sharded)
 
 
 def _has_labels(dataset) -> bool:

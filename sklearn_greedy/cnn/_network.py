@@ -138,15 +138,20 @@ def build_stage(spec: LayerSpec, n_classes: int, k: int, batch_norm: bool):
     return layer, head
 
 
-def channel_stats(X, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_stats(
+    X, batch_size: int, *, sharded: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and standard deviation, in float64 batches (X may be uint8, or a
-    streaming source)."""
-    total = torch.zeros(X.shape[1], dtype=torch.float64, device=X.device)
-    squares = torch.zeros_like(total)
-    for batch in iter_sequential(X, batch_size):
+    streaming source). ``sharded``: as for :func:`accuracy`, each rank reads its share."""
+    rows = rank_share(X.shape[0]) if sharded else range(X.shape[0])
+    sums = torch.zeros(2, X.shape[1], dtype=torch.float64, device=X.device)
+    for batch in iter_sequential(X, batch_size, rows):
         batch = batch.double()
-        total += batch.sum(dim=(0, 2, 3))
-        squares += (batch**2).sum(dim=(0, 2, 3))
+        sums[0] += batch.sum(dim=(0, 2, 3))
+        sums[1] += (batch**2).sum(dim=(0, 2, 3))
+    if sharded:
+        sums = summed_over_ranks(sums)
+    total, squares = sums
     count = X.shape[0] * X.shape[2] * X.shape[3]
     mean = total / count
     std = (squares / count - mean**2).clamp_min(0).sqrt()
