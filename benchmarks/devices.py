@@ -43,7 +43,7 @@ if __name__ == "__main__":
     y = np.arange(n) % 10
     device = devices[0] if len(devices) == 1 else devices
     clf = GreedyLayerwiseCNNClassifier(n_layers=1, width=4, max_epochs=1, batch_size=1024,
-        augment=False, normalize=None, device=device, random_state=0)
+        augment=False, device=device, random_state=0)
     clf.fit(X, y)
     print("fitted", clf.n_layers_fitted_)
 """
