@@ -288,9 +288,9 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
     timeout : float or None, default=None
         Seconds a fit on several devices (a ``device`` list) may take, its processes'
         start included: past it they stop, a collective waiting on a stuck process gives
-        up, and ``fit`` raises an error, the estimator left as it was. None: no limit. A
-        fit on one device runs in this process, which the caller can interrupt, and
-        ignores it.
+        up, and ``fit`` raises an error, the estimator left as it was (each process keeps
+        the limit as a SIGALRM timer: Linux and macOS). None: no limit. A fit on one
+        device runs in this process, which the caller can interrupt, and ignores it.
     deterministic : bool, default=False
         Ask torch for deterministic algorithms during fit (CUDA: no cuDNN autotuning).
         CPU training is deterministic for a fixed ``random_state`` either way.

@@ -191,6 +191,12 @@ def fit_on_devices(
             pass
         raise RuntimeError(_UNGUARDED_MESSAGE)
     devices = check_devices(devices)
+    if timeout is not None and not hasattr(signal, "SIGALRM"):
+        # each worker keeps the time limit as its own SIGALRM timer
+        raise ValueError(
+            f"timeout={timeout!r} needs SIGALRM, which this platform ({os.name}) lacks; "
+            "pass timeout=None."
+        )
     params = estimator.get_params(deep=False)
     if "device" not in params:
         raise ValueError(f"{type(estimator).__name__} has no device parameter to set.")

@@ -443,6 +443,16 @@ def test_a_worker_past_the_timeout_stops_itself_and_records_why(tmp_path, monkey
     assert record["rank"] == 1 and record["summary"].startswith("TimeoutError")
 
 
+def test_a_timeout_where_there_is_no_sigalrm_is_refused(monkeypatch):
+    import sklearn_greedy.training._spawn as spawn
+
+    monkeypatch.delattr(spawn.signal, "SIGALRM")
+    clf = _estimator(device=["cpu", "cpu"], timeout=5.0)
+    with pytest.raises(ValueError, match="timeout=5.0 needs SIGALRM"):
+        clf.fit(*quadrant_images(n=32, shape=(1, 8, 8)))
+    assert not _our_children()
+
+
 def _sleep_as_rank(rank, seconds):
     time.sleep(seconds)
 
