@@ -436,7 +436,11 @@ def run_workers(fn, args: tuple, devices: list[str], workdir: str, timeout=None)
         shutdown_timeout=_STOP_SECONDS,
     )
     try:
-        with _launcher_quiet(), _signal_handlers_restored():
+        with (
+            _launcher_quiet(),
+            _signal_handlers_restored(),
+            _temporary_files_in(workdir, len(devices)),
+        ):
             elastic_launch(config, _as_rank)(fn, args, workdir, deadline, timeout)
     except ChildFailedError as exc:
         raise RuntimeError(_failure_message(exc, devices, workdir)) from exc
@@ -498,6 +502,33 @@ def _signal_handlers_restored() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def _temporary_files_in(workdir: str, n_ranks: int) -> Iterator[None]:
+    """Python's temporary files of this process in ``workdir`` while the workers start:
+    torch.multiprocessing names a file there for each worker to write its traceback to,
+    which the launcher leaves behind (issue 25: no files left); in the fit's directory it
+    goes with the directory. Process-wide, so it lasts only until every rank has joined
+    (the names are given at the start) or the launch ends."""
+    saved, tempfile.tempdir = tempfile.tempdir, workdir
+    done = threading.Event()
+
+    def restore_once_started():
+        joined = [os.path.join(workdir, f"joined-{rank}") for rank in range(n_ranks)]
+        while not done.wait(0.05):
+            if all(os.path.exists(path) for path in joined):
+                break
+        tempfile.tempdir = saved
+
+    watcher = threading.Thread(target=restore_once_started, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+        tempfile.tempdir = saved
+
+
+@contextlib.contextmanager
 def _launcher_quiet() -> Iterator[None]:
     """Keep the launcher's agent from logging each worker's traceback and its own steps
     (warnings and errors): the fit's exception carries the error that matters, once."""
@@ -518,26 +549,40 @@ def _launcher_quiet() -> Iterator[None]:
 
 
 def _failure_message(exc: ChildFailedError, devices: list[str], workdir: str) -> str:
-    records = []
+    """The error of the fit, from the workers' records and the launcher's report.
+
+    A worker that died outside Python's reach (a signal, ``os._exit``, out of memory)
+    left no record and is the cause: the others' errors (a broken connection) are its
+    echo; SIGTERM is the agent stopping the others, never a cause. Otherwise the first
+    recorded error is.
+    """
+    records = {}
     for rank in range(len(devices)):
         path = os.path.join(workdir, f"error-{rank}.json")
         if os.path.exists(path):
             with open(path) as fh:
-                records.append(json.load(fh))
-    if records:
-        first = min(records, key=lambda r: r["time"])
-        rank = first["rank"]
-        return (
-            f"The worker of rank {rank} (device {devices[rank]!r}) failed: "
-            f"{first['summary']}\n\nTraceback of rank {rank}:\n{first['traceback']}"
-        )
+                records[rank] = json.load(fh)
+    first = min(records.values(), key=lambda r: r["time"]) if records else None
+    deaths = sorted(
+        (failure.timestamp, rank, failure)
+        for rank, failure in exc.failures.items()
+        if rank not in records and failure.exitcode != -signal.SIGTERM
+    )
     if os.path.exists(os.path.join(workdir, _UNGUARDED)):
         return _UNGUARDED_MESSAGE
-    # no record: it died outside Python's reach (a signal, os._exit, out of memory)
-    rank, failure = exc.get_first_failure()
-    code = failure.exitcode
-    how = f"signal {failure.signal_name()}" if code < 0 else f"exit code {code}"
+    if deaths or first is None:
+        _, rank, failure = deaths[0] if deaths else (0, *exc.get_first_failure())
+        code = failure.exitcode
+        how = f"signal {failure.signal_name()}" if code < 0 else f"exit code {code}"
+        message = (
+            f"The worker of rank {rank} (device {devices[rank]!r}) died without an error "
+            f"message ({how}; killed, or out of memory?)."
+        )
+        if first is not None:
+            message += f" Rank {first['rank']} then failed: {first['summary']}"
+        return message
+    rank = first["rank"]
     return (
-        f"The worker of rank {rank} (device {devices[rank]!r}) died without an error "
-        f"message ({how}; killed, or out of memory?)."
+        f"The worker of rank {rank} (device {devices[rank]!r}) failed: {first['summary']}"
+        f"\n\nTraceback of rank {rank}:\n{first['traceback']}"
     )

@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import pickle
 import signal
+import threading
 import time
 
 import numpy as np
@@ -370,6 +371,30 @@ class _FailsOnRank1(GreedyLayerwiseCNNClassifier):
         if dist.get_rank() == 1:
             raise ValueError("injected failure")
         return super().fit(X, y, **fit_params)
+
+
+class _KilledOnRank1(GreedyLayerwiseCNNClassifier):
+    """Rank 1 is SIGKILLed a second into training (the OOM killer, a user's kill -9)."""
+
+    def fit(self, X, y, **fit_params):
+        if dist.get_rank() == 1:
+            threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGKILL)).start()
+        return super().fit(X, y, **fit_params)
+
+
+@pytest.mark.timeout(400)
+def test_a_killed_worker_is_named_as_the_cause_and_leaves_no_file(tmp_path, monkeypatch):
+    """Its peer fails too, on the broken connection, and records that: the fit names the
+    killed rank first. Torch's per-worker error files and the fit's directory are gone."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    X, y = quadrant_images(n=256, shape=(1, 8, 8))
+    clf = _KilledOnRank1(**_estimator(max_epochs=10**4, n_iter_no_change=10**6).get_params())
+    with pytest.raises(RuntimeError, match=r"^The worker of rank 1 .*signal SIGKILL"):
+        fit_on_devices(clf, ["cpu", "cpu"], X, y, timeout=300)
+    assert not _our_children()
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.timeout(400)
