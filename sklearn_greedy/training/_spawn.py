@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import datetime
 import json
 import logging
@@ -422,7 +423,7 @@ def run_workers(fn, args: tuple, devices: list[str], workdir: str, timeout=None)
     >>> run_workers(print, ("hello",), ["cpu", "cpu"], ".")  # doctest: +SKIP
     """
     deadline = None if timeout is None else time.time() + timeout
-    config = LaunchConfig(
+    settings = dict(
         min_nodes=1,
         max_nodes=1,
         nproc_per_node=len(devices),
@@ -435,6 +436,10 @@ def run_workers(fn, args: tuple, devices: list[str], workdir: str, timeout=None)
         signals_to_handle=",".join(_HANDLED_SIGNALS),
         shutdown_timeout=_STOP_SECONDS,
     )
+    # the last two are newer than torch 2.3; without them the launcher handles the same
+    # signals and gives a stopped worker 30 s
+    known = {field.name for field in dataclasses.fields(LaunchConfig)}
+    config = LaunchConfig(**{key: value for key, value in settings.items() if key in known})
     try:
         with (
             _launcher_quiet(),
