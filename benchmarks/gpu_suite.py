@@ -108,7 +108,9 @@ Usage::
 
 ``--parts`` runs only the named parts (a short device check of one question), sharing the
 budget among them in their usual proportions; the others are recorded as skipped.
-``--variants`` times only the named engine settings in part b.
+``--variants`` times only the named engine settings in part b; ``--cifar-variant`` gives
+part d's fits one of them (the next run: ``bf16+channels_last``, 1.4-1.8x TF32's images/s
+on an H200, for the whole k=3 fit within one command; TF32 took 121 s a layer).
 """
 
 from __future__ import annotations
@@ -154,6 +156,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="comma-separated labels of part b's engine settings (default: all of them; "
         "ENGINE_VARIANTS lists them: float32, tf32, bf16, fp16, bf16+channels_last, "
         "bf16+channels_last+compile)",
+    )
+    parser.add_argument(
+        "--cifar-variant",
+        help="an ENGINE_VARIANTS label whose settings part d's fits take (default: the "
+        "preset's own, TF32 on CUDA); bf16+channels_last trained 1.4-1.8x faster on an H200",
     )
     parser.add_argument(
         "--scale", action="store_true", help="also parts e and f: streaming, ImageNet shapes"
@@ -262,6 +269,7 @@ class Sizes:
     compile: bool | dict = True
     compile_s: float = COMPILE_S
     variants: tuple[str, ...] | None = None  # part b's labels of ENGINE_VARIANTS; None: all
+    cifar_variant: str | None = None  # part d's ENGINE_VARIANTS settings; None: the preset's
 
 
 FULL = Sizes()
@@ -492,6 +500,28 @@ def depth(params: dict, n_layers: int) -> dict:
     estimator refuses indices beyond its ``n_layers``)."""
     kept = tuple(j for j in params["downsample_at"] if j < n_layers)
     return {"n_layers": n_layers, "downsample_at": kept}
+
+
+def cifar_settings(sizes: Sizes) -> dict:
+    """Part d's engine settings: those of ``sizes.cifar_variant`` (none: the preset's)."""
+    if sizes.cifar_variant is None:
+        return {}
+    settings = ENGINE_VARIANTS[sizes.cifar_variant]
+    return {key: sizes.compile if key == "compile" else value for key, value in settings.items()}
+
+
+def variant_label(params: dict) -> str | None:
+    """The label of ``ENGINE_VARIANTS`` whose settings ``params`` has, the most specific
+    one; None when none matches (the preset's "auto" precision, say)."""
+    matches = [
+        label
+        for label, settings in ENGINE_VARIANTS.items()
+        if all(
+            bool(params.get(key)) == value if key == "compile" else params.get(key) == value
+            for key, value in settings.items()
+        )
+    ]
+    return max(matches, key=lambda label: len(ENGINE_VARIANTS[label]), default=None)
 
 
 def engine_variants(sizes: Sizes) -> dict[str, dict]:
@@ -825,8 +855,9 @@ def cifar10(record: dict, deadline: Deadline, *, sizes: Sizes, device, data: Fut
     """Part d: ``cifar10_params(3)`` on CIFAR-10, grown one warm-start fit per layer while
     the next layer fits in the time left; per-layer, final and ensemble test accuracy."""
     cifar = data.result()
-    params = preset(3, sizes, device, max_epochs=sizes.cifar_epochs)
+    params = {**preset(3, sizes, device, max_epochs=sizes.cifar_epochs), **cifar_settings(sizes)}
     record.update(
+        variant=sizes.cifar_variant,
         source=cifar.source,
         load_s=cifar.load_s,
         n_train=len(cifar.X_train),
@@ -859,6 +890,7 @@ def authors_aux_width(sizes: Sizes, device, cifar: CifarData, epoch_seconds, dea
     params = preset(
         3, sizes, device, aux_width=REFERENCE_SCRIPT_AUX_WIDTH, max_epochs=sizes.cifar_epochs
     )
+    params.update(cifar_settings(sizes))
     record = {"aux_width": params["aux_width"], "n_layers": params["n_layers"]}
     clf = GreedyLayerwiseCNNClassifier(**params)
     try:
@@ -885,13 +917,14 @@ def layer_epoch_seconds(rates: dict, params: dict, cifar: CifarData, n_probe: in
 
 
 def _engine_rates(rates: dict, params: dict) -> tuple[float, float] | None:
-    """Images/s of the engine on stages 1 and 3 at the preset's precision when part b
-    measured it, else at the fastest one measured (skipping a layer only when even that
-    would not finish it; the time limit catches the rest); None without part b."""
+    """Images/s of the engine on stages 1 and 3 at the settings of ``params`` when part b
+    measured them (:func:`variant_label`), else at the fastest ones measured (skipping a
+    layer only when even that would not finish it; the time limit catches the rest); None
+    without part b."""
     if "stage3" not in rates:
         return None
     stages = rates["stage1"]["engine"], rates["stage3"]["engine"]
-    label = params.get("precision")
+    label = variant_label(params)
     if label not in stages[1]:
         label = max(stages[1], key=lambda key: stages[1][key]["images_per_s"])
     return stages[0][label]["images_per_s"], stages[1][label]["images_per_s"]
@@ -1472,6 +1505,11 @@ def main(argv: list[str] | None = None) -> dict:
         if unknown:
             raise SystemExit(f"--variants: unknown {unknown}; known: {', '.join(ENGINE_VARIANTS)}")
         sizes = dataclasses.replace(sizes, variants=labels)
+    if args.cifar_variant is not None:
+        if args.cifar_variant not in ENGINE_VARIANTS:
+            known = ", ".join(ENGINE_VARIANTS)
+            raise SystemExit(f"--cifar-variant: unknown {args.cifar_variant!r}; known: {known}")
+        sizes = dataclasses.replace(sizes, cifar_variant=args.cifar_variant)
     if args.smoke:
         # tiny tensors run fastest on one thread, and a smoke run shares its machine
         torch.set_num_threads(1)

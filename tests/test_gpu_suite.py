@@ -211,3 +211,31 @@ def test_plain_loop_augmentation_is_a_crop_of_the_padded_batch(gpu_suite):
     for image, source in zip(out, padded):
         crops = [source[:, i : i + 8, j : j + 8] for i in range(5) for j in range(5)]
         assert any(torch.equal(image, c) or torch.equal(image, c.flip(2)) for c in crops)
+
+
+def test_parts_variants_and_the_cifar_variant_are_chosen_by_name(gpu_suite):
+    # --parts: the named parts' shares, in proportion, summing to 1
+    asked = gpu_suite.asked_shares(gpu_suite.SHARES, "memory, cifar10")
+    assert list(asked) == ["memory", "cifar10"] and sum(asked.values()) == pytest.approx(1)
+    assert asked["cifar10"] / asked["memory"] == pytest.approx(0.6 / 0.05)
+    with pytest.raises(SystemExit, match="unknown or no part names"):
+        gpu_suite.asked_shares(gpu_suite.SHARES, "cifar")
+    # --variants: part b's settings by label, compile=True replaced by the sizes' choice
+    sizes = gpu_suite.dataclasses.replace(
+        gpu_suite.SMOKE, variants=("tf32", "bf16+channels_last+compile")
+    )
+    variants = gpu_suite.engine_variants(sizes)
+    assert variants == {
+        "tf32": {"precision": "tf32"},
+        "bf16+channels_last+compile": {
+            "precision": "bf16", "channels_last": True, "compile": {"backend": "eager"},
+        },
+    }  # fmt: skip
+    # --cifar-variant: part d's settings, and the label its time estimate reads back
+    sizes = gpu_suite.dataclasses.replace(gpu_suite.FULL, cifar_variant="bf16+channels_last")
+    settings = gpu_suite.cifar_settings(sizes)
+    assert settings == {"precision": "bf16", "channels_last": True}
+    assert gpu_suite.variant_label({"precision": "bf16", **settings}) == "bf16+channels_last"
+    assert gpu_suite.variant_label({"precision": "bf16"}) == "bf16"
+    assert gpu_suite.variant_label({"precision": "auto"}) is None
+    assert gpu_suite.cifar_settings(gpu_suite.FULL) == {}
