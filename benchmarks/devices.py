@@ -8,13 +8,17 @@ Two measurements of ``device=[...]`` (issue 25), on the CPU with gloo ranks:
   ``/proc/PID/smaps_rollup`` of the fit's process and its workers every 0.1 s and keeps
   each one's peak private memory (``Private_Clean + Private_Dirty``) and resident set;
   also the size of the payload sent to the workers;
+- **reads**: a data set of 2,000 8x8 images (``__getitem__`` counted per process) fitted
+  in one process and by two ranks (2 layers, 3 epochs, a validation split, nothing kept
+  between layers, as a stream has by default): each process's reads per item, training
+  and evaluation passes together;
 - **kill**: a two-rank fit that would run for hours, its parent SIGKILLed once both ranks
   have joined the process group: seconds until no worker is alive and until the fit's
   temporary directory is gone.
 
 The memmap and every temporary file are removed at the end. Usage::
 
-    python benchmarks/devices.py [--gib 0.6] [--skip-kill]
+    python benchmarks/devices.py [--gib 0.6] [--skip-kill] [--skip-reads]
 """
 
 from __future__ import annotations
@@ -45,6 +49,41 @@ if __name__ == "__main__":
     clf = GreedyLayerwiseCNNClassifier(n_layers=1, width=4, max_epochs=1, batch_size=1024,
         augment=False, device=device, random_state=0)
     clf.fit(X, y)
+    print("fitted", clf.n_layers_fitted_)
+"""
+
+READS = """
+import os, sys, numpy as np, torch
+from torch.utils.data import Dataset
+from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
+
+class CountingImages(Dataset):
+    # every read appends a byte to a file named after the reading process
+    def __init__(self, n, folder):
+        rng = np.random.RandomState(0)
+        self.X = rng.rand(n, 1, 8, 8).astype(np.float32)
+        self.X[:, :, :4] += (np.arange(n) % 2)[:, None, None, None]
+        self.targets = np.arange(n) % 2
+        self.folder = folder
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        with open(os.path.join(self.folder, f"reads-{os.getpid()}"), "ab") as fh:
+            fh.write(b".")
+        return torch.from_numpy(self.X[i]), int(self.targets[i])
+
+
+if __name__ == "__main__":
+    folder, devices = sys.argv[1], sys.argv[2].split(",")
+    data = CountingImages(2000, folder)
+    device = devices[0] if len(devices) == 1 else devices
+    clf = GreedyLayerwiseCNNClassifier(n_layers=2, width=4, max_epochs=3, batch_size=100,
+        early_stopping=True, n_iter_no_change=100, augment=False, device=device,
+        random_state=0)
+    clf.fit(data)
     print("fitted", clf.n_layers_fitted_)
 """
 
@@ -154,6 +193,28 @@ def memory(gib: float, scratch: Path, env: dict) -> None:
     print(f"payload files left: {payloads}")
 
 
+def reads(scratch: Path, env: dict) -> None:
+    script = scratch / "reads.py"
+    script.write_text(READS)
+    rows = []
+    for devices in ("cpu", "cpu,cpu"):
+        folder = scratch / f"reads-{devices.count(',') + 1}"
+        folder.mkdir()
+        out = subprocess.run(
+            [sys.executable, str(script), str(folder), devices], env=env, cwd=scratch,
+            capture_output=True, text=True,
+        )  # fmt: skip
+        if out.returncode != 0 or "fitted 2" not in out.stdout:
+            raise RuntimeError(f"the fit failed: {out.stderr[-2000:]}")
+        counts = sorted((p.stat().st_size for p in folder.iterdir()), reverse=True)
+        rows.append((devices, counts))
+    print("| fit | reads per item, by process |")
+    print("|---|---|")
+    for devices, counts in rows:
+        per_item = ", ".join(f"{count / 2000:.2f}" for count in counts)
+        print(f"| {devices} | {per_item} |")
+
+
 def kill(scratch: Path, env: dict) -> None:
     script = scratch / "forever.py"
     script.write_text(FOREVER)
@@ -197,7 +258,8 @@ def _running(pid: int) -> bool:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gib", type=float, default=0.6, help="memmap size (default 0.6)")
-    parser.add_argument("--skip-kill", action="store_true", help="only the memory part")
+    parser.add_argument("--skip-kill", action="store_true", help="not the kill part")
+    parser.add_argument("--skip-reads", action="store_true", help="not the reads part")
     args = parser.parse_args(argv)
     import torch
 
@@ -206,6 +268,8 @@ def main(argv=None) -> None:
     env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     try:
         memory(args.gib, scratch, env)
+        if not args.skip_reads:
+            reads(scratch, env)
         if not args.skip_kill:
             kill(scratch, env)
     finally:
