@@ -227,6 +227,14 @@ class DistributedStageTrainer(StageTrainer):
         total = self._validation_total(*args, rows=rank_share(n), **kwargs)
         return float(summed_over_ranks(total.double().reshape(1))) / n
 
+    def _first_batch_loss(self, rows: range) -> torch.Tensor:
+        """The divergence check's first batch shared out like the other evaluation passes:
+        each rank runs its share of ``rows``, and the sums are all-reduced, so every rank
+        reaches the same verdict."""
+        share = rank_share(len(rows))
+        mine = range(rows.start + share.start, rows.start + share.stop)
+        return summed_over_ranks(super()._first_batch_loss(mine))
+
     # ----------------------------------------------------------------- the hooks
     def _index_batches(self, device: torch.device) -> list[torch.Tensor]:
         self._shares = {}

@@ -520,22 +520,34 @@ class StageTrainer(StageInputs):
         """
         if not self.result.history or self._initial_loss is None:
             return
-        size = self.config.eval_batch_size
-        xb, yb = self.data.X[:size], self.data.y[:size]
-        self.model.eval()
-        with torch.no_grad(), self.config.autocast(xb.device):
-            out = self.model(self._features(xb, cached=self._train_cached))
-            loss = float(self.loss_fn(out, yb))
+        rows = range(min(self.config.eval_batch_size, self.data.X.shape[0]))
+        loss_sum, count, non_finite = self._first_batch_loss(rows).tolist()
         # what is judged is the model returned: a spike the stage recovered from, or a late
         # blow-up that keep-best stepped back from, leaves a usable model
-        worst = loss
+        worst = loss_sum / max(count, 1)
         limit = _DIVERGENCE_FACTOR * max(self._initial_loss, 1e-3)
-        if not (bool(torch.isfinite(out).all()) and math.isfinite(loss) and worst <= limit):
+        if not (non_finite == 0 and math.isfinite(worst) and worst <= limit):
             raise TrainingDivergedError(
                 f"{self.config.label}: training diverged: the loss went from "
                 f"{self._initial_loss:.4g} at the first step to {worst:.4g} (lr "
                 f"{self.config.lr:.4g}). Lower lr or check the scale of the input."
             )
+
+    def _first_batch_loss(self, rows: range) -> torch.Tensor:
+        """(summed loss, samples, non-finite outputs) of the kept model on the training
+        rows ``rows``, float64."""
+        X, y = self.data.X, self.data.y
+        totals = torch.zeros(3, dtype=torch.float64, device=y.device)
+        if len(rows):
+            xb, yb = X[rows.start : rows.stop], y[rows.start : rows.stop]
+            self.model.eval()
+            with torch.no_grad(), self.config.autocast(xb.device):
+                out = self.model(self._features(xb, cached=self._train_cached))
+                loss = self.loss_fn(out, yb).double()
+            totals[0] = loss * len(rows)
+            totals[1] = len(rows)
+            totals[2] = (~torch.isfinite(out)).sum()
+        return totals
 
     def _report(self, record: dict, bar) -> None:
         if bar is not None:

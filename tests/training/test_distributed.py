@@ -193,6 +193,17 @@ def _sharded_passes_scenario(rank):
     }
 
 
+def _diverging_scenario(rank):
+    # the divergence check runs on the first batch shared out: every rank, each on its
+    # half, must reach the one-process verdict (and none wait for a peer that raised)
+    X, y = _images(32, seed=40)
+    try:
+        _run(_conv_stage(), StageData(X * 100, y), _config(lr=1e6, max_epochs=3))
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 SCENARIOS = {
     "conv": _conv_scenario,
     "weighted_odd": _weighted_odd_scenario,
@@ -203,6 +214,7 @@ SCENARIOS = {
     "tiny_batch": _tiny_batch_scenario,
     "alone": _alone_scenario,
     "sharded_passes": _sharded_passes_scenario,
+    "diverging": _diverging_scenario,
 }
 
 
@@ -514,6 +526,13 @@ def test_each_rank_evaluates_its_share_and_the_scores_are_the_whole_sets(ranks):
     single = _single("sharded_passes")
     assert single["valid_rows_per_epoch"] == 31
     assert single["valid_scores"] == pytest.approx(first["valid_scores"])
+
+
+def test_divergence_is_judged_alike_on_every_rank(ranks):
+    first, second = (r["diverging"] for r in ranks)
+    assert first is not None and "diverged" in first and "Lower lr" in first
+    assert first == second
+    assert "diverged" in _single("diverging")
 
 
 def test_random_state_is_drawn_once_for_all_ranks():
