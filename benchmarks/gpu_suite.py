@@ -72,6 +72,13 @@ then, as the one device command (carry ``.dev``, timeout 600 s)::
         --data-dir .dev/cifar-10-jpeg.tar.gz --out $OUT --budget-s 420 --commit COMMIT \
         2>&1 | tee $OUT/gpu_suite.log
 
+The whole CIFAR-10 fit of part d takes about 10 minutes on an H200 (6 with
+``--cifar-variant bf16+channels_last``), more than one command: with ``--cifar-state FILE``
+it pickles its model after each layer and a second command with the same options goes on
+from there, if it starts while the machine is still warm (its files go when it cools)::
+
+    ... --parts cifar10 --cifar-variant bf16+channels_last --cifar-state /tmp/cifar.pkl
+
 With ``--scale``, parts e and f take ``SCALE_SHARES`` of the budget, 1/8 in all, and
 parts a-d share the rest in their usual proportions. They are estimated to need about
 25 s and 10 s on an H100 with 16 cores (estimates from smoke runs and known GPU speeds,
@@ -122,6 +129,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import platform
 import shlex
 import signal
@@ -164,6 +172,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--scale", action="store_true", help="also parts e and f: streaming, ImageNet shapes"
+    )
+    parser.add_argument(
+        "--cifar-state",
+        help="a file where part d pickles its model and measurements after each layer, and "
+        "from which it resumes when the file exists with the same settings: the whole "
+        "CIFAR-10 fit (about 10 minutes) spread over two commands on a warm machine",
     )
     parser.add_argument("--commit", help="commit of the tree (default: from git, if present)")
     return parser.parse_args(argv)
@@ -270,6 +284,7 @@ class Sizes:
     compile_s: float = COMPILE_S
     variants: tuple[str, ...] | None = None  # part b's labels of ENGINE_VARIANTS; None: all
     cifar_variant: str | None = None  # part d's ENGINE_VARIANTS settings; None: the preset's
+    cifar_state: str | None = None  # part d's resumable state file (--cifar-state)
 
 
 FULL = Sizes()
@@ -853,7 +868,9 @@ def in_background(fn, *args) -> Future:
 
 def cifar10(record: dict, deadline: Deadline, *, sizes: Sizes, device, data: Future, rates: dict):
     """Part d: ``cifar10_params(3)`` on CIFAR-10, grown one warm-start fit per layer while
-    the next layer fits in the time left; per-layer, final and ensemble test accuracy."""
+    the next layer fits in the time left; per-layer, final and ensemble test accuracy. With
+    ``sizes.cifar_state``, it resumes from the layers a previous command trained and saves
+    its model after each layer (:class:`CifarState`)."""
     cifar = data.result()
     params = {**preset(3, sizes, device, max_epochs=sizes.cifar_epochs), **cifar_settings(sizes)}
     record.update(
@@ -866,12 +883,23 @@ def cifar10(record: dict, deadline: Deadline, *, sizes: Sizes, device, data: Fut
         n_layers=params["n_layers"],
         width=params["width"],
     )
-    epoch_seconds = layer_epoch_seconds(rates, params, cifar, sizes.probe_images)
+    state = CifarState(sizes.cifar_state, params)
+    clf, previous = state.load()
+    if clf is None:
+        epoch_seconds = layer_epoch_seconds(rates, params, cifar, sizes.probe_images)
+        clf = GreedyLayerwiseCNNClassifier(**params)
+    else:
+        # the layers measured by the previous command bound the deeper ones better than
+        # a warm-up would, and cost no time
+        epoch_seconds = resumed_epoch_seconds(previous, params)
+        record["resumed_layers"] = clf.n_layers_fitted_
+        log(f"CIFAR-10: resumed after layer {clf.n_layers_fitted_} from {state.path}")
     record["estimate_s"] = sum(params["max_epochs"] * s + FIT_OVERHEAD_S for s in epoch_seconds)
-    clf = GreedyLayerwiseCNNClassifier(**params)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    fit_seconds = grow_layers(clf, params, cifar, epoch_seconds, deadline, record)
+    fit_seconds = grow_layers(
+        clf, params, cifar, epoch_seconds, deadline, record, done=previous, saved=state.save
+    )
     if device.type == "cuda":
         record["peak_mib_with_data"] = _mib(torch.cuda.max_memory_allocated(device))
     record["layer_fit_s"] = fit_seconds
@@ -879,7 +907,63 @@ def cifar10(record: dict, deadline: Deadline, *, sizes: Sizes, device, data: Fut
     if len(fit_seconds) == params["n_layers"]:
         record["fit_s"] = sum(fit_seconds)
     record["aux_width"] = params["aux_width"]
-    record["authors_aux_width"] = authors_aux_width(sizes, device, cifar, epoch_seconds, deadline)
+    if "stopped" in record:
+        # the time a command has left belongs to the rest of the fit (the next command)
+        reason = "not run: part d's fit stopped before its last layer"
+        record["authors_aux_width"] = {"status": reason}
+    else:
+        ab = authors_aux_width(sizes, device, cifar, epoch_seconds, deadline)
+        record["authors_aux_width"] = ab
+
+
+class CifarState:
+    """Part d's model and its layers' seconds in one pickle at ``path`` (none: nothing is
+    saved or loaded), so that a fit longer than one device command continues in the next:
+    the machine stays warm between two commands, and its files with it. A file written
+    under other settings is ignored, as is one that does not load."""
+
+    def __init__(self, path: str | None, params: dict) -> None:
+        self.path = None if path is None else Path(path)
+        self.params = params
+
+    def load(self) -> tuple[GreedyLayerwiseCNNClassifier | None, list[float]]:
+        if self.path is None or not self.path.exists():
+            return None, []
+        try:
+            with open(self.path, "rb") as f:
+                saved = pickle.load(f)
+        except Exception as exc:  # a file cut short by a killed command: start afresh
+            log(f"CIFAR-10: ignoring {self.path}: {exc!r}")
+            return None, []
+        if saved["params"] != _comparable(self.params):
+            log(f"CIFAR-10: ignoring {self.path}: written under other settings")
+            return None, []
+        return saved["model"], list(saved["layer_fit_s"])
+
+    def save(self, clf: GreedyLayerwiseCNNClassifier, layer_fit_s: list[float]) -> None:
+        if self.path is None:
+            return
+        saved = {"params": _comparable(self.params), "model": clf, "layer_fit_s": layer_fit_s}
+        partial_path = self.path.with_name(self.path.name + ".partial")
+        with open(partial_path, "wb") as f:
+            pickle.dump(saved, f)
+        # a command killed while writing leaves the previous layer's file whole
+        os.replace(partial_path, self.path)
+
+
+def _comparable(params: dict) -> dict:
+    """``params`` without the device, which a pickled model does not depend on."""
+    return {key: repr(value) for key, value in params.items() if key != "device"}
+
+
+def resumed_epoch_seconds(layer_fit_s: list[float], params: dict) -> list[float]:
+    """Seconds per epoch of every layer from those a previous command measured: the
+    measured ones as they were, each later one at the costliest deeper layer measured (no
+    layer after the 3rd does more arithmetic, STAGE3_COST), or the 1st's times STAGE3_COST
+    when only the 1st was measured."""
+    per_epoch = [max(s - FIT_OVERHEAD_S, 0.0) / params["max_epochs"] for s in layer_fit_s]
+    deeper = max(per_epoch[1:], default=STAGE3_COST * per_epoch[0])
+    return per_epoch + [deeper] * (params["n_layers"] - len(per_epoch))
 
 
 def authors_aux_width(sizes: Sizes, device, cifar: CifarData, epoch_seconds, deadline) -> dict:
@@ -930,12 +1014,18 @@ def _engine_rates(rates: dict, params: dict) -> tuple[float, float] | None:
     return stages[0][label]["images_per_s"], stages[1][label]["images_per_s"]
 
 
-def grow_layers(clf, params, cifar: CifarData, epoch_seconds, deadline, record) -> list[float]:
+def grow_layers(
+    clf, params, cifar: CifarData, epoch_seconds, deadline, record, *, done=(), saved=None
+) -> list[float]:
     """Train layer after layer by warm-start fits while the next is estimated to fit in the
-    time left (less ``EVAL_RESERVE_S`` for scoring); return each fit's seconds. Without a
-    first layer the part is skipped (or stopped); after one, what was trained is kept."""
-    fit_seconds = []
+    time left (less ``EVAL_RESERVE_S`` for scoring); return each layer's seconds, those of
+    ``done`` (the layers ``clf`` already has) first. Without a first layer the part is
+    skipped (or stopped); after one, what was trained is kept, and ``saved(clf, seconds)``
+    is called after each layer."""
+    fit_seconds = list(done)
     for j, epoch_s in enumerate(epoch_seconds, start=1):
+        if j <= len(fit_seconds):
+            continue
         estimate = clf.max_epochs * epoch_s + FIT_OVERHEAD_S
         room = deadline.left() - EVAL_RESERVE_S
         if estimate > room:
@@ -957,6 +1047,8 @@ def grow_layers(clf, params, cifar: CifarData, epoch_seconds, deadline, record) 
             break
         fit_seconds.append(time.perf_counter() - start)
         log(f"CIFAR-10 layer {j}: {fit_seconds[-1]:.1f} s (estimated {estimate:.0f} s)")
+        if saved is not None:
+            saved(clf, fit_seconds)
     return fit_seconds
 
 
@@ -1510,6 +1602,8 @@ def main(argv: list[str] | None = None) -> dict:
             known = ", ".join(ENGINE_VARIANTS)
             raise SystemExit(f"--cifar-variant: unknown {args.cifar_variant!r}; known: {known}")
         sizes = dataclasses.replace(sizes, cifar_variant=args.cifar_variant)
+    if args.cifar_state is not None:
+        sizes = dataclasses.replace(sizes, cifar_state=args.cifar_state)
     if args.smoke:
         # tiny tensors run fastest on one thread, and a smoke run shares its machine
         torch.set_num_threads(1)

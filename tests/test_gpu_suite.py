@@ -231,3 +231,51 @@ def test_parts_variants_and_the_cifar_variant_are_chosen_by_name(gpu_suite):
     assert gpu_suite.variant_label({"precision": "bf16"}) == "bf16"
     assert gpu_suite.variant_label({"precision": "auto"}) is None
     assert gpu_suite.cifar_settings(gpu_suite.FULL) == {}
+
+
+@pytest.mark.timeout(300)
+def test_cifar_fit_resumes_from_its_state_file_in_a_second_command(
+    tmp_path, gpu_suite, monkeypatch
+):
+    data = tmp_path / "cifar"
+    data.mkdir()
+    tiny_cifar_batches(data)
+    state = tmp_path / "state.pkl"
+    argv = ["--smoke", "--parts", "cifar10", "--data-dir", str(data), "--cifar-state", str(state)]
+    fit_layers = gpu_suite.fit_layers
+    trained = []
+
+    def first_command(clf, X, y):  # the command's time runs out during layer 3
+        if clf.n_layers == 3:
+            raise gpu_suite.DeadlineExceeded("layer 3")
+        trained.append(clf.n_layers)
+        return fit_layers(clf, X, y)
+
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(gpu_suite, "fit_layers", first_command)
+        first = gpu_suite.main([*argv, "--out", str(tmp_path / "first")])["cifar10"]
+        assert first["stopped"] == "layer 3 stopped at the time limit"
+        assert len(first["layer_fit_s"]) == 2 and "final" not in first and state.exists()
+        # the time left goes to the next command's layers, not to the A/B
+        assert first["authors_aux_width"]["status"].startswith("not run: part d's fit")
+
+        trained.clear()
+        monkeypatch.setattr(gpu_suite, "fit_layers", lambda clf, X, y: (
+            trained.append(clf.n_layers), fit_layers(clf, X, y))[1])  # fmt: skip
+        second = gpu_suite.main([*argv, "--out", str(tmp_path / "second")])["cifar10"]
+        resumed_fits = list(trained)
+        # a different setting starts afresh rather than mixing two fits
+        other = gpu_suite.main(
+            [*argv, "--cifar-variant", "bf16", "--out", str(tmp_path / "other")]
+        )["cifar10"]
+    finally:
+        torch.set_num_threads(threads)
+    assert second["resumed_layers"] == 2 and "stopped" not in second
+    assert second["layer_fit_s"][:2] == first["layer_fit_s"] and len(second["layer_fit_s"]) == 4
+    assert second["fit_s"] == pytest.approx(sum(second["layer_fit_s"]))
+    assert len(second["per_layer_test_accuracy"]) == 4 and "final" in second
+    # the second command went on at layer 3 without a warm-up fit (its A/B of the
+    # auxiliary width follows); the other setting trained all four layers again
+    assert resumed_fits[:2] == [3, 4]
+    assert "resumed_layers" not in other and len(other["layer_fit_s"]) == 4
