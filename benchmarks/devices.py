@@ -9,16 +9,17 @@ Two measurements of ``device=[...]`` (issue 25), on the CPU with gloo ranks:
   each one's peak private memory (``Private_Clean + Private_Dirty``) and resident set;
   also the size of the payload sent to the workers;
 - **reads**: a data set of 2,000 8x8 images (``__getitem__`` counted per process) fitted
-  in one process and by two ranks (2 layers, 3 epochs, a validation split, nothing kept
-  between layers, as a stream has by default): each process's reads per item, training
-  and evaluation passes together;
+  in one process and by two ranks (2 layers, 3 epochs, a validation split), with nothing
+  kept between layers (``prefix_cache="auto"``: a stream's default) and with the first
+  layer's features kept (``"host"``; each rank computes and keeps its half): each
+  process's reads per item, training, evaluation and cache passes together;
 - **kill**: a two-rank fit that would run for hours, its parent SIGKILLed once both ranks
   have joined the process group: seconds until no worker is alive and until the fit's
   temporary directory is gone.
 
 The memmap and every temporary file are removed at the end. Usage::
 
-    python benchmarks/devices.py [--gib 0.6] [--skip-kill] [--skip-reads]
+    python benchmarks/devices.py [--gib 0.6] [--skip-memory] [--skip-kill] [--skip-reads]
 """
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ class CountingImages(Dataset):
 
 
 if __name__ == "__main__":
-    folder, devices = sys.argv[1], sys.argv[2].split(",")
+    folder, devices, cache = sys.argv[1], sys.argv[2].split(","), sys.argv[3]
     data = CountingImages(2000, folder)
     device = devices[0] if len(devices) == 1 else devices
     clf = GreedyLayerwiseCNNClassifier(n_layers=2, width=4, max_epochs=3, batch_size=100,
         early_stopping=True, n_iter_no_change=100, augment=False, device=device,
-        random_state=0)
+        random_state=0, prefix_cache=cache)
     clf.fit(data)
     print("fitted", clf.n_layers_fitted_)
 """
@@ -197,22 +198,23 @@ def reads(scratch: Path, env: dict) -> None:
     script = scratch / "reads.py"
     script.write_text(READS)
     rows = []
-    for devices in ("cpu", "cpu,cpu"):
-        folder = scratch / f"reads-{devices.count(',') + 1}"
-        folder.mkdir()
-        out = subprocess.run(
-            [sys.executable, str(script), str(folder), devices], env=env, cwd=scratch,
-            capture_output=True, text=True,
-        )  # fmt: skip
-        if out.returncode != 0 or "fitted 2" not in out.stdout:
-            raise RuntimeError(f"the fit failed: {out.stderr[-2000:]}")
-        counts = sorted((p.stat().st_size for p in folder.iterdir()), reverse=True)
-        rows.append((devices, counts))
-    print("| fit | reads per item, by process |")
-    print("|---|---|")
-    for devices, counts in rows:
+    for cache in ("auto", "host"):
+        for devices in ("cpu", "cpu,cpu"):
+            folder = scratch / f"reads-{devices.count(',') + 1}-{cache}"
+            folder.mkdir()
+            out = subprocess.run(
+                [sys.executable, str(script), str(folder), devices, cache], env=env,
+                cwd=scratch, capture_output=True, text=True,
+            )  # fmt: skip
+            if out.returncode != 0 or "fitted 2" not in out.stdout:
+                raise RuntimeError(f"the fit failed: {out.stderr[-2000:]}")
+            counts = sorted((p.stat().st_size for p in folder.iterdir()), reverse=True)
+            rows.append((devices, cache, counts))
+    print("| fit | prefix_cache | reads per item, by process |")
+    print("|---|---|---|")
+    for devices, cache, counts in rows:
         per_item = ", ".join(f"{count / 2000:.2f}" for count in counts)
-        print(f"| {devices} | {per_item} |")
+        print(f"| {devices} | {cache} | {per_item} |")
 
 
 def kill(scratch: Path, env: dict) -> None:
@@ -258,6 +260,7 @@ def _running(pid: int) -> bool:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gib", type=float, default=0.6, help="memmap size (default 0.6)")
+    parser.add_argument("--skip-memory", action="store_true", help="not the memory part")
     parser.add_argument("--skip-kill", action="store_true", help="not the kill part")
     parser.add_argument("--skip-reads", action="store_true", help="not the reads part")
     args = parser.parse_args(argv)
@@ -267,7 +270,8 @@ def main(argv=None) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="devices-bench-"))
     env = dict(os.environ, TMPDIR=str(scratch), PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     try:
-        memory(args.gib, scratch, env)
+        if not args.skip_memory:
+            memory(args.gib, scratch, env)
         if not args.skip_reads:
             reads(scratch, env)
         if not args.skip_kill:

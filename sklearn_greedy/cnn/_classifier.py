@@ -257,6 +257,8 @@ class GreedyLayerwiseCNNClassifier(ClassifierMixin, TransformerMixin, BaseEstima
         layer (computed once, from the kept output of the layer below): on the device,
         in host memory or a temporary memmap (float16), or nowhere (None: the frozen
         layers rerun on every batch). "auto" is "device" for arrays, None for streams.
+        On several devices each rank computes and keeps the outputs of its share of the
+        rows, and trains on the rows of each batch it holds.
     num_workers, pin_memory, prefetch_factor : int, bool, int
         DataLoader settings when X is a data set, defaults 0, True (on CUDA) and 2.
     device : str, torch.device or list of str, default="auto"

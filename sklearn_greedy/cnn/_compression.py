@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..training._distributed import rank_share, summed_over_ranks
 from ._modules import AuxiliaryClassifier, GreedyLayer, LayerSpec
 
 
@@ -119,34 +120,44 @@ def round_widths(trained: int, target: int, rounds: int) -> list[int]:
 
 def taylor_scores(
     layer: nn.Module, head: nn.Module, prefix, X: torch.Tensor, y: torch.Tensor, *,
-    batch_size: int, sample_weight: torch.Tensor | None = None,
+    batch_size: int, sample_weight: torch.Tensor | None = None, sharded: bool = False,
 ) -> torch.Tensor:  # fmt: skip
     """Molchanov et al.'s first-order Taylor criterion of each output channel of ``layer``.
 
     For each sample, the spatial mean of ``activation * gradient`` of the auxiliary loss
     (cross-entropy of ``head``, weighted by ``sample_weight``) with respect to the layer's
     output, in absolute value; averaged over the samples. Both modules run in eval mode.
+    ``sharded``: every rank of the process group calls it alike, scores its
+    :func:`~sklearn_greedy.training._distributed.rank_share` of the rows, and the sums are
+    all-reduced.
 
     Returns
     -------
     torch.Tensor of shape (C,)
         One non-negative score per channel; the lowest are the first to prune.
     """
+    n = X.shape[0]
+    rows = rank_share(n) if sharded else range(n)
+    # an empty share still gives its (zero) sums to the all-reduce
+    starts = range(rows.start, rows.stop, batch_size) if len(rows) else [rows.start]
     total = None
-    for start in range(0, X.shape[0], batch_size):
-        xb, yb = X[start : start + batch_size], y[start : start + batch_size]
+    for start in starts:
+        stop = min(start + batch_size, rows.stop)
+        xb, yb = X[start:stop], y[start:stop]
         with torch.no_grad():
             h = layer(prefix(xb))
         h.requires_grad_(True)
         with torch.enable_grad():
             loss = F.cross_entropy(head(h), yb, reduction="none")
             if sample_weight is not None:
-                loss = loss * sample_weight[start : start + batch_size]
+                loss = loss * sample_weight[start:stop]
             (grad,) = torch.autograd.grad(loss.sum(), h)
         per_sample = (h.detach() * grad).mean(dim=(2, 3)).abs()
         part = per_sample.double().sum(0)
         total = part if total is None else total + part
-    return (total / X.shape[0]).float()
+    if sharded:
+        total = summed_over_ranks(total)
+    return (total / n).float()
 
 
 def channels_to_keep(scores: torch.Tensor, width: int) -> torch.Tensor:

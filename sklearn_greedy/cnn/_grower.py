@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..training._decoupled import train_decoupled
-from ..training._distributed import distributed_world_size, stage_trainer_class
+from ..training._distributed import distributed_world_size, shard_rows, stage_trainer_class
 from ..training._engine import StageData, StageResult, train_stage
 from ..training._runtime import derive_seed, make_generator, torch_seeded
 from ..training._streaming import cache_outputs
@@ -307,7 +307,7 @@ class LayerGrower:
         for r, (target, share) in enumerate(zip(widths, shares)):
             scores = taylor_scores(
                 layer, head, prefix, data.X, data.y, batch_size=size,
-                sample_weight=data.sample_weight,
+                sample_weight=data.sample_weight, sharded=self.sharded,
             )  # fmt: skip
             keep = channels_to_keep(scores, target)
             prune_stage(layer, head, keep)
@@ -324,6 +324,8 @@ class LayerGrower:
                     head, data, loss_fn=F.cross_entropy, config=config,
                     generator=make_generator(derive_seed(self.seed, *keys), self.device),
                     prefix=lambda x: layer(prefix(x)), augment=self.augment,
+                    # data-parallel in a process group, as the layer: its rows are sharded
+                    trainer_cls=stage_trainer_class(),
                 )  # fmt: skip
                 head.eval().requires_grad_(False)
                 step["history"] = result.history
@@ -338,7 +340,8 @@ class LayerGrower:
         """The data after the newest layer, kept where the configuration's
         ``prefix_cache`` says, when the next layer can train on it (no augmentation);
         computed from the kept features of the layer below (one layer's pass) or, the
-        first time, from the raw data."""
+        first time, from the raw data. In a process group each rank computes and keeps
+        its share of the rows (:func:`shard_rows`), on which it trains and scores."""
         where = self.config.prefix_cache
         if self.augment is not None or where is None:
             return None
@@ -347,10 +350,11 @@ class LayerGrower:
             source, fn = data, growth.model.features
         size = self.eval_batch_size
         with self.config.autocast(self.device):
-            X = cache_outputs(fn, source.X, size, where)
+            X = cache_outputs(fn, source.X, size, where, shard_rows(data.X.shape[0]))
             X_val = source.X_val
             if data.has_validation:
-                X_val = cache_outputs(fn, source.X_val, size, where)
+                rows = shard_rows(data.X_val.shape[0])
+                X_val = cache_outputs(fn, source.X_val, size, where, rows)
         return replace(data, X=X, X_val=X_val)
 
     # ------------------------------------------------------------------ scores and records

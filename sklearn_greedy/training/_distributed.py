@@ -14,8 +14,12 @@ Two ways in, one trainer:
 Only the trainable stage (the new layer and its auxiliary head) is wrapped in
 :class:`~torch.nn.parallel.DistributedDataParallel`; the frozen prefix runs on each rank
 under ``torch.no_grad`` and never takes part in the gradient exchange. Every rank builds
-the same shuffled global batches and trains on its contiguous share of each, so that a
-step on several devices is the step that one device would take on the whole batch.
+the same shuffled global batches and trains on its share of each, so that a step on
+several devices is the step that one device would take on the whole batch. Features that
+are computed once and kept (a frozen prefix's outputs, when nothing is augmented) are
+sharded: each rank computes and holds those of its :func:`rank_share` of the rows
+(:class:`~sklearn_greedy.training._streaming.RowShard`), and its share of each batch is
+the batch's rows it holds.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 
 from ._engine import StageTrainer
+from ._streaming import RowShard
 
 # Buffers are averaged once per epoch, not broadcast at every forward; torch 2.13 renamed
 # the switch (broadcast_buffers now warns).
@@ -68,6 +73,23 @@ def rank_share(n: int) -> range:
         return range(n)
     rank = dist.get_rank()
     return range(rank * n // world, (rank + 1) * n // world)
+
+
+def shard_rows(n: int) -> range | None:
+    """The rows of ``n`` whose features this process keeps in a cache that every rank of
+    the default process group builds alike: its :func:`rank_share`, so that each rank
+    computes and holds ``1 / world_size`` of the cache and its evaluation passes read
+    exactly those rows; None (all of them) outside a group, or when some rank's share
+    would be empty.
+
+    Examples
+    --------
+    >>> from sklearn_greedy.training._distributed import shard_rows
+    >>> shard_rows(10) is None
+    True
+    """
+    world = distributed_world_size()
+    return None if world == 1 or n < world else rank_share(n)
 
 
 def summed_over_ranks(values: torch.Tensor) -> torch.Tensor:
@@ -192,6 +214,10 @@ class DistributedStageTrainer(StageTrainer):
         """
         out, yb, loss = self._forward(idx, xb)
         share, size_ratio = self._shares.pop(id(idx))
+        if idx.shape[0] == 0:
+            # a share without rows (sharded features) still joins the step, whose
+            # backward is collective: a zero loss through the outputs, zero gradients
+            loss = out.float().sum() * 0.0
         # this rank's part of the global batch's mean loss; DDP averages the ranks'
         # gradients, hence the factor world_size
         part = loss * share
@@ -229,10 +255,16 @@ class DistributedStageTrainer(StageTrainer):
 
     def _first_batch_loss(self, rows: range) -> torch.Tensor:
         """The divergence check's first batch shared out like the other evaluation passes:
-        each rank runs its share of ``rows``, and the sums are all-reduced, so every rank
-        reaches the same verdict."""
+        each rank runs its share of ``rows`` (of its own rows when the features are
+        sharded), and the sums are all-reduced, so every rank reaches the same verdict."""
         share = rank_share(len(rows))
-        mine = range(rows.start + share.start, rows.start + share.stop)
+        X = self.data.X
+        if isinstance(X, RowShard):
+            # sharded features: as many of this rank's own rows, so that the ranks judge
+            # as many rows as one process, though not the same ones
+            mine = range(X.rows.start, min(X.rows.start + len(share), X.rows.stop))
+        else:
+            mine = range(rows.start + share.start, rows.start + share.stop)
         return summed_over_ranks(super()._first_batch_loss(mine))
 
     # ----------------------------------------------------------------- the hooks
@@ -242,22 +274,31 @@ class DistributedStageTrainer(StageTrainer):
 
     def _local_indices(self, idx: torch.Tensor) -> torch.Tensor:
         n = idx.shape[0]
-        if n < self.world_size:
+        X = self.data.X
+        if isinstance(X, RowShard):
+            # the rows of the batch whose features this rank holds: about 1 / world_size
+            # of it, none in a rare batch (the step still runs: see train_step)
+            local = idx[(idx >= X.rows.start) & (idx < X.rows.stop)]
+        elif n < self.world_size:
             raise ValueError(
                 f"{self.config.label}: a batch of {n} samples cannot be shared by "
                 f"{self.world_size} processes; raise batch_size (or the number of samples) "
                 "to at least the number of processes."
             )
-        local = idx.tensor_split(self.world_size)[self.rank]
+        else:
+            local = idx.tensor_split(self.world_size)[self.rank]
         weight = self.data.sample_weight
         if weight is None:
             share, size_ratio = local.shape[0] / n, None
         else:
             share = weight[local].sum() / weight[idx].sum().clamp_min(1e-12)
-            size_ratio = n / local.shape[0]
+            size_ratio = n / max(local.shape[0], 1)
         # keyed by the tensor's identity: the same object comes back to train_step
         self._shares[id(local)] = (share, size_ratio)
         return local
+
+    def _cache_rows(self, n: int) -> range | None:
+        return shard_rows(n)
 
     def _training_module(self) -> nn.Module:
         return self._compiled(self.model if self._ddp is None else self._ddp)

@@ -249,14 +249,22 @@ class StageInputs:
         if self.prefix is None or where is None:
             return
         size = self.config.eval_batch_size
+        data = self.data
         # a new StageData: the caller's tensors are left as they were
-        with self.config.autocast(self.data.X.device):
+        with self.config.autocast(data.X.device):
             if self.augment is None:
-                X = cache_outputs(self.prefix, self.data.X, size, where)
+                rows = self._cache_rows(data.X.shape[0])
+                X = cache_outputs(self.prefix, data.X, size, where, rows)
                 self.data, self._train_cached = replace(self.data, X=X), True
-            if self.data.has_validation:
-                X_val = cache_outputs(self.prefix, self.data.X_val, size, where)
+            if data.has_validation:
+                rows = self._cache_rows(data.X_val.shape[0])
+                X_val = cache_outputs(self.prefix, data.X_val, size, where, rows)
                 self.data, self._valid_cached = replace(self.data, X_val=X_val), True
+
+    def _cache_rows(self, n: int) -> range | None:
+        """The rows of ``n`` whose prefix features this process keeps: all (None), unless
+        the ranks of a process group share the fit out."""
+        return None
 
     def _features(self, xb: torch.Tensor, *, cached: bool) -> torch.Tensor:
         """The stage's input for raw inputs ``xb``: the frozen prefix's output, unless

@@ -533,10 +533,20 @@ def iter_sequential(X, batch_size: int, rows: range | None = None) -> Iterator[t
     return X.sequential(batch_size, rows)
 
 
-def cache_outputs(fn, X, batch_size: int, where: str):
+def cache_outputs(fn, X, batch_size: int, where: str, rows: range | None = None):
     """``fn`` over every batch of ``X``, kept on the device (``"device"``), in host memory
     (``"host"``, float16) or in a float16 memmap in a temporary directory (``"disk"``),
-    removed with the returned source. Returns a tensor or an :class:`ArraySource`."""
+    removed with the returned source. Returns a tensor or an :class:`ArraySource`; with
+    ``rows`` (a range of step 1), or for a :class:`RowShard` ``X``, ``fn`` runs over those
+    rows only and a :class:`RowShard` of them is returned."""
+    if isinstance(X, RowShard):
+        return RowShard(cache_outputs(fn, X.local, batch_size, where), X.rows, len(X))
+    if rows is not None:
+        if isinstance(X, torch.Tensor):
+            local = X[rows.start : rows.stop]
+        else:
+            local = X.subset(np.arange(rows.start, rows.stop))
+        return RowShard(cache_outputs(fn, local, batch_size, where), rows, X.shape[0])
     device = X.device
     outputs = None
     start = 0
@@ -558,6 +568,67 @@ def cache_outputs(fn, X, batch_size: int, where: str):
     if outputs is None:
         raise ValueError("Cannot cache the features of an empty input.")
     return ArraySource(outputs, device, float_on_device=True)
+
+
+class RowShard(_Source):
+    """The rows ``rows`` of a set of ``n``, held here and read by their indices in the
+    whole set: what one rank keeps of a feature cache when the ranks of a process group
+    share a fit out (each keeps the features of its share of the rows, and trains and
+    scores on those alone).
+
+    Parameters
+    ----------
+    local : torch.Tensor or ArraySource
+        The rows held, in order: ``local[i]`` is row ``rows[i]`` of the whole set.
+    rows : range
+        Their indices in the whole set (step 1).
+    n : int
+        The size of the whole set: ``shape[0]``, as the engine counts its samples.
+
+    Reading a row outside ``rows`` raises IndexError: a caller that does is reading
+    another rank's share, which this process does not have.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_greedy.training._streaming import RowShard
+    >>> shard = RowShard(torch.arange(10.0, 14.0), range(10, 14), n=20)
+    >>> shard.shape, shard[torch.tensor([12, 10])].tolist()
+    ((20,), [12.0, 10.0])
+    """
+
+    def __init__(self, local, rows: range, n: int) -> None:
+        if len(local) != len(rows) or rows.step != 1 or rows.stop > n:
+            raise ValueError(f"{len(local)} rows held for the rows {rows} of {n}.")
+        self.local = local
+        self.rows = rows
+        self.shape = (n, *local.shape[1:])
+        self.device = local.device
+        self._dtype = local.dtype
+
+    def _positions(self, idx):
+        """Positions in ``local`` of the rows ``idx`` (a tensor on the device, or an
+        array on the host for a source)."""
+        if not isinstance(idx, torch.Tensor):
+            idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        if idx.numel() and (int(idx.min()) < self.rows.start or int(idx.max()) >= self.rows.stop):
+            raise IndexError(
+                f"Rows {int(idx.min())}..{int(idx.max())} asked of a shard that holds the "
+                f"rows {self.rows.start}..{self.rows.stop - 1} of {len(self)}."
+            )
+        positions = idx - self.rows.start
+        if isinstance(self.local, torch.Tensor):
+            return positions.to(self.local.device)
+        return positions.cpu().numpy()
+
+    def iter_batches(self, index_batches):
+        if isinstance(self.local, torch.Tensor):
+            return (self.local[self._positions(idx)] for idx in index_batches)
+        return self.local.iter_batches(self._positions(idx) for idx in index_batches)
+
+    def sequential(self, batch_size: int, rows: range | None = None):
+        """Its rows in order (``rows``, default all it holds), batch by batch."""
+        return super().sequential(batch_size, self.rows if rows is None else rows)
 
 
 def _as_host_half(out: torch.Tensor, where: str):

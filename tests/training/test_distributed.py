@@ -204,7 +204,70 @@ def _diverging_scenario(rank):
     return None
 
 
+def _frozen_prefix(seen):
+    torch.manual_seed(3)
+    conv = torch.nn.Conv2d(2, 2, 3, padding=1).eval().requires_grad_(False)
+
+    def prefix(batch):
+        seen.append(batch.shape[0])
+        return torch.relu(conv(batch))
+
+    return prefix
+
+
+def _sharded_cache_scenario(rank, batch_size=6):
+    # a frozen prefix and no augmentation: its features are kept, each rank computing
+    # and holding its half of the rows (train and validation), and training on the rows
+    # of each global batch it holds; the step stays the one-process step
+    X, y = _images(50, seed=50)
+    X_val, y_val = _images(21, seed=51)
+    data = StageData(X, y, X_val=X_val, y_val=y_val)
+    seen = []
+    config = _config(batch_size=batch_size, prefix_cache="device", eval_batch_size=8)
+    result = _run(_conv_stage(), data, config, prefix=_frozen_prefix(seen))
+    return {**result, "prefix_rows": sum(seen)}
+
+
+def _empty_shares_scenario(rank):
+    # batches of one sample: at every step one rank holds no row of the batch, and it
+    # must still take part in the step (DDP's backward is collective) without moving
+    return _sharded_cache_scenario(rank, batch_size=1)
+
+
+def _sharded_estimator_scenario(rank):
+    # a whole fit inside the group (torchrun's way): kept features between the layers and
+    # a pruned layer (Taylor scores and the head's fine-tuning) on each rank's half
+    from sklearn_greedy.cnn import _grower
+
+    kept = []
+    cache_outputs = _grower.cache_outputs
+
+    def recording(fn, X, batch_size, where, rows=None):
+        out = cache_outputs(fn, X, batch_size, where, rows)
+        rows = getattr(out, "rows", None)  # as numbers: the results travel by torch.save
+        rows = None if rows is None else (rows.start, rows.stop)
+        kept.append((type(out).__name__, rows, out.shape[0]))
+        return out
+
+    _grower.cache_outputs = recording
+    try:
+        X, y = quadrant_images(n=64, shape=(1, 8, 8))
+        clf = _estimator(n_layers=3, prune_to=[4, None, 4], early_stopping=True)
+        clf.fit(X, y)
+    finally:
+        _grower.cache_outputs = cache_outputs
+    return {
+        "kept": kept,
+        "proba": torch.from_numpy(clf.predict_proba(X)),
+        "layer_scores": clf.layer_scores_.tolist(),
+        "pruned": [p is not None for p in clf.pruning_],
+    }
+
+
 SCENARIOS = {
+    "sharded_cache": _sharded_cache_scenario,
+    "empty_shares": _empty_shares_scenario,
+    "sharded_estimator": _sharded_estimator_scenario,
     "conv": _conv_scenario,
     "weighted_odd": _weighted_odd_scenario,
     "early_stopping": _early_stopping_scenario,
@@ -712,3 +775,32 @@ def _running(pid: int) -> bool:
             return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", ["sharded_cache", "empty_shares"])
+def test_kept_features_are_sharded_and_train_like_one_process(ranks, name):
+    results = [r[name] for r in ranks]
+    _assert_ranks_agree(results)
+    single = _single(name)
+    _assert_matches_single(results[0], single)
+    # one process runs the prefix over the 50 + 21 rows once (the divergence check's
+    # first batch aside); each rank over its half of them only
+    assert single["prefix_rows"] == 71
+    assert [r["prefix_rows"] for r in results] == [25 + 10, 25 + 11]
+
+
+@pytest.mark.timeout(120)
+def test_a_fit_in_a_group_keeps_and_prunes_on_each_ranks_shard(ranks):
+    results = [r["sharded_estimator"] for r in ranks]
+    single = _single("sharded_estimator")
+    # each rank computed and kept its half of the rows, train and validation, after
+    # each of the first two layers
+    for rank, result in enumerate(results):
+        train, valid = ((rank * n // 2, (rank + 1) * n // 2) for n in (57, 7))
+        assert result["kept"] == [("RowShard", train, 57), ("RowShard", valid, 7)] * 3
+    assert {kind for kind, _, _ in single["kept"]} == {"Tensor"}
+    assert results[0]["pruned"] == single["pruned"] == [True, False, True]
+    np.testing.assert_array_equal(results[0]["proba"], results[1]["proba"])
+    np.testing.assert_allclose(results[0]["proba"], single["proba"], atol=1e-4)
+    np.testing.assert_allclose(results[0]["layer_scores"], single["layer_scores"], atol=1e-9)

@@ -15,6 +15,7 @@ from sklearn_greedy import GreedyLayerwiseCNNClassifier
 from sklearn_greedy.cnn import _grower as growth_module
 from sklearn_greedy.training import _engine as engine_module
 from sklearn_greedy.training._engine import StageInputs, StageTrainer
+from sklearn_greedy.training._streaming import ArraySource, RowShard, cache_outputs
 
 # 100 samples in batches of 32: three batches an epoch, the last of 36 (the trailing 4
 # join it), so a stream that lost a trailing batch would lose samples
@@ -260,3 +261,39 @@ def test_a_memmap_read_batch_by_batch_keeps_few_of_its_pages_resident(tmp_path):
     expected = rows.copy()
     expected[0] = -1.0
     assert resident_growth_kib(changed, expected) > 24 * 1024  # what the reads used to keep
+
+
+@pytest.mark.parametrize("where", ["device", "host", "disk"])
+@pytest.mark.parametrize("kind", ["tensor", "memmap"])
+def test_a_shard_of_kept_features_holds_and_serves_its_rows_alone(tmp_path, where, kind):
+    # what one rank keeps when the ranks share a cache out: rows 4..9 of 12, read by
+    # their indices in the whole set, computed from them alone
+    X = torch.arange(12 * 3, dtype=torch.float32).reshape(12, 3)
+    if kind == "memmap":
+        array = np.lib.format.open_memmap(tmp_path / "X.npy", "w+", np.float32, (12, 3))
+        array[:] = X.numpy()
+        X = ArraySource(array, "cpu")
+    seen = []
+
+    def fn(batch):
+        seen.append(batch.shape[0])
+        return batch * 2
+
+    shard = cache_outputs(fn, X, batch_size=4, where=where, rows=range(4, 10))
+    assert isinstance(shard, RowShard) and shard.shape == (12, 3) and sum(seen) == 6
+    expected = torch.arange(12 * 3, dtype=torch.float32).reshape(12, 3) * 2
+    idx = torch.tensor([9, 4, 6])
+    torch.testing.assert_close(shard[idx].float(), expected[idx])
+    torch.testing.assert_close(torch.cat(list(shard.sequential(4))).float(), expected[4:10])
+    batches = list(shard.iter_batches([torch.tensor([5, 8]), torch.tensor([], dtype=torch.long)]))
+    torch.testing.assert_close(batches[0].float(), expected[[5, 8]])
+    assert batches[1].shape == (0, 3)
+    for outside in ([3, 5], [10], slice(0, 12)):
+        with pytest.raises(IndexError, match="holds the rows 4..9 of 12"):
+            shard[torch.tensor(outside) if isinstance(outside, list) else outside]
+    # the next layer's features: from the shard, the same rows
+    again = cache_outputs(fn, shard, batch_size=4, where=where)
+    assert isinstance(again, RowShard) and again.rows == range(4, 10)
+    torch.testing.assert_close(again[torch.tensor([7])].float(), 2 * expected[[7]])
+    with pytest.raises(ValueError, match="rows held"):
+        RowShard(torch.zeros(3, 2), range(4, 10), 12)
