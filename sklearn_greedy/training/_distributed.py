@@ -277,7 +277,8 @@ class DistributedStageTrainer(StageTrainer):
         X = self.data.X
         if isinstance(X, RowShard):
             # the rows of the batch whose features this rank holds: about 1 / world_size
-            # of it, none in a rare batch (the step still runs: see train_step)
+            # of it, none in a rare batch (the step still runs: see train_step); a mask's
+            # size is known only on the host, one synchronisation per batch on CUDA
             local = idx[(idx >= X.rows.start) & (idx < X.rows.stop)]
         elif n < self.world_size:
             raise ValueError(
