@@ -48,7 +48,7 @@ def _write_idx(path, array):
         f.write(header + array.tobytes())
 
 
-def test_mnist_benchmark_loads_flat_pixels_and_builds_its_models(tmp_path):
+def test_mnist_benchmark_loads_flat_pixels_and_builds_its_models(tmp_path, monkeypatch):
     import implicit_mnist as bench
 
     rng = np.random.RandomState(0)
@@ -63,9 +63,18 @@ def test_mnist_benchmark_loads_flat_pixels_and_builds_its_models(tmp_path):
     X, y, X_test, y_test = bench.load(str(tmp_path), "mnist", max_train=20)
     assert X.shape == (20, 784) and X.dtype == np.float32 and 0 <= X.min() <= X.max() <= 1
     assert X_test.shape == (10, 784)
-    args = bench.argparse.Namespace(mlp_epochs=3, end_to_end=True, paper=True)
+    # --validation: held-out training images, the test set unread
+    monkeypatch.setattr(bench, "VALIDATION_SIZE", 8)
+    X_fit, y_fit, X_held, y_held = bench.load(str(tmp_path), "mnist", validation=True)
+    assert X_fit.shape == (22, 784) and X_held.shape == (8, 784)
+    together = np.concatenate([X_fit, X_held]).reshape(30, -1)
+    train = bench.load(str(tmp_path), "mnist")[0]
+    assert sorted(map(bytes, together)) == sorted(map(bytes, train))  # a split of the train set
+    variants = '{"alpha=0.1": {"alpha": 0.1}}'
+    args = bench.argparse.Namespace(mlp_epochs=3, end_to_end=True, paper=True, variants=variants)
     table = bench.models(args)
-    assert bench.FFN in table and len(table) == 4
+    assert bench.FFN in table and len(table) == 5
+    assert table[f"{bench.DEFAULTS}, alpha=0.1"]().alpha == 0.1
     ffn = table[bench.FFN]()
     assert ffn.max_iter == 3 and ffn.n_iter_no_change > 3  # every epoch runs
     paper = table[bench.PAPER]()
