@@ -28,6 +28,13 @@ and through the mapping (the previous behaviour, still that of copy-on-write mem
 peak RSS, and private and file-backed resident memory after the fit::
 
     python benchmarks/streaming.py --memmap-gib 2
+
+``--long-stream N`` instead checks that a stream longer than any sample of it trains the
+array's model (issue 25): N generated 3x8x8 images (a weak class signal, 5 % of them
+far off), fitted (2 layers of width 4, 2 epochs) from the array, from a memmap of it and
+from a ``TensorDataset`` of it, with the same seed; each fit's ``layer_scores_``::
+
+    python benchmarks/streaming.py --long-stream 16000
 """
 
 from __future__ import annotations
@@ -273,6 +280,10 @@ def main(argv=None) -> None:
         "--memmap-gib", type=float,
         help="measure a memmap fit's resident memory on a file of this many GiB instead",
     )  # fmt: skip
+    parser.add_argument(
+        "--long-stream", type=int,
+        help="check that array, memmap and data set fits of this many images agree instead",
+    )  # fmt: skip
     parser.add_argument("--out", help="write the JSON and markdown here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
@@ -293,6 +304,13 @@ def main(argv=None) -> None:
             "memmap": memmap_part(args),
         }
         return _write(args, result, memmap_markdown(result), "streaming_memmap")
+    if args.long_stream:
+        result = {
+            "describe": describe(torch.device("cpu")),
+            "command": "python benchmarks/streaming.py " + " ".join(argv or sys.argv[1:]),
+            "long_stream": long_stream_part(args.long_stream),
+        }
+        return _write(args, result, long_stream_markdown(result), "streaming_long")
     work = tempfile.mkdtemp(prefix="streaming_bench_")
     n = args.n
     folders = {}
@@ -321,6 +339,49 @@ def main(argv=None) -> None:
         "cache": cache_part(args, train_dir, size),
     }
     _write(args, result, markdown(result), "streaming")
+
+
+def long_stream_part(n: int) -> dict:
+    """``layer_scores_`` of the same fit from an array, a memmap and a data set of ``n``
+    images, and whether they are identical."""
+    import numpy as np
+    import torch
+    from torch.utils.data import TensorDataset
+
+    from sklearn_greedy import GreedyLayerwiseCNNClassifier
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(n, 3, 8, 8).astype(np.float32)
+    y = np.arange(n) % 2
+    X[y == 1, :, :4] += 0.04  # weak: the layers' scores stay well below 1
+    X[: n // 20] += 20.0  # far off: a sample of the items would misweigh them
+    params = dict(n_layers=2, width=4, max_epochs=2, batch_size=256, random_state=0)
+    with tempfile.TemporaryDirectory(prefix="long_stream_") as folder:
+        path = os.path.join(folder, "X.dat")
+        stored = np.memmap(path, dtype=np.float32, mode="w+", shape=X.shape)
+        stored[:] = X
+        stored.flush()
+        del stored
+        sources = {
+            "array": (X, y),
+            "memmap": (np.memmap(path, dtype=np.float32, mode="r", shape=X.shape), y),
+            "data set": (TensorDataset(torch.from_numpy(X), torch.from_numpy(y)), None),
+        }
+        scores = {
+            name: GreedyLayerwiseCNNClassifier(**params).fit(*data).layer_scores_.tolist()
+            for name, data in sources.items()
+        }
+    same = all(value == scores["array"] for value in scores.values())
+    return {"n": n, "layer_scores": scores, "identical": same}
+
+
+def long_stream_markdown(result: dict) -> str:
+    part = result["long_stream"]
+    lines = [result["describe"], "", "    " + result["command"], ""]
+    lines += ["| fitted from | layer_scores_ |", "|---|---|"]
+    lines += [f"| {name} | {scores} |" for name, scores in part["layer_scores"].items()]
+    lines += ["", f"{part['n']} images; identical: {part['identical']}"]
+    return "\n".join(lines)
 
 
 def _write(args, result: dict, text: str, stem: str) -> None:

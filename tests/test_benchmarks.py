@@ -84,6 +84,10 @@ def test_streaming_benchmark_parts_run_on_tiny_folders(tmp_path):
     assert set(cache) == {"None", "host"} and all(len(s) == 4 for s in cache.values())
     linked = streaming.linked_subset(train, str(tmp_path / "linked"), 8)
     assert sum(len(files) for _, _, files in __import__("os").walk(linked)) == 8
+    # --long-stream: array, memmap and data set fits of the same images, scores compared
+    long = streaming.long_stream_part(600)
+    assert set(long["layer_scores"]) == {"array", "memmap", "data set"}
+    assert long["identical"] and all(len(s) == 2 for s in long["layer_scores"].values())
 
 
 def test_greedy_variants_arithmetic_floor_of_decoupled():

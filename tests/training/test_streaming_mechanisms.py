@@ -209,6 +209,7 @@ def test_a_long_stream_is_standardised_by_all_its_items_as_its_array(tmp_path):
     np.testing.assert_allclose(
         fits[0].decision_function(X[:50]), fits[1].decision_function(X[:50]), rtol=1e-5
     )
+    np.testing.assert_array_equal(fits[0].layer_scores_, fits[1].layer_scores_)
 
 
 def _rss_file_kib() -> int:
