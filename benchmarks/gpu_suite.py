@@ -72,12 +72,15 @@ then, as the one device command (carry ``.dev``, timeout 600 s)::
         --data-dir .dev/cifar-10-jpeg.tar.gz --out $OUT --budget-s 420 --commit COMMIT \
         2>&1 | tee $OUT/gpu_suite.log
 
-The whole CIFAR-10 fit of part d takes about 10 minutes on an H200 (6 with
-``--cifar-variant bf16+channels_last``), more than one command: with ``--cifar-state FILE``
-it pickles its model after each layer and a second command with the same options goes on
-from there, if it starts while the machine is still warm (its files go when it cools)::
+The whole CIFAR-10 fit of part d takes about 10 minutes on an H200 in TF32 (411 s of
+training with ``--cifar-variant bf16+channels_last``, measured), more than one command
+leaves room for: with ``--cifar-state FILE`` it pickles its model after each layer, and a
+second command with the same options goes on from there if it starts while the machine is
+still warm (its files go when it cools). The two that ran the whole table::
 
-    ... --parts cifar10 --cifar-variant bf16+channels_last --cifar-state /tmp/cifar.pkl
+    ... --budget-s 470 --parts cifar10 --cifar-variant bf16+channels_last \
+        --cifar-state /tmp/cifar.pkl                  # layers 1-3, 332 s of wall time
+    ... the same with --budget-s 200                  # layer 4 and the scores, 144 s
 
 With ``--scale``, parts e and f take ``SCALE_SHARES`` of the budget, 1/8 in all, and
 parts a-d share the rest in their usual proportions. They are estimated to need about
