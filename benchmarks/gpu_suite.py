@@ -68,8 +68,8 @@ the commit is given on the command line. Here, once::
 
 then, as the one device command (carry ``.dev``, timeout 600 s)::
 
-    set -o pipefail; PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python benchmarks/gpu_suite.py \
-        --data-dir .dev/cifar-10-jpeg.tar.gz --out $OUT --budget-s 420 --commit COMMIT \
+    set -o pipefail; PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python benchmarks/gpu_suite.py \\
+        --data-dir .dev/cifar-10-jpeg.tar.gz --out $OUT --budget-s 420 --commit COMMIT \\
         2>&1 | tee $OUT/gpu_suite.log
 
 The whole CIFAR-10 fit of part d takes about 10 minutes on an H200 in TF32 (411 s of
@@ -78,7 +78,7 @@ leaves room for: with ``--cifar-state FILE`` it pickles its model after each lay
 second command with the same options goes on from there if it starts while the machine is
 still warm (its files go when it cools). The two that ran the whole table::
 
-    ... --budget-s 470 --parts cifar10 --cifar-variant bf16+channels_last \
+    ... --budget-s 470 --parts cifar10 --cifar-variant bf16+channels_last \\
         --cifar-state /tmp/cifar.pkl                  # layers 1-3, 332 s of wall time
     ... the same with --budget-s 200                  # layer 4 and the scores, 144 s
 
@@ -91,8 +91,8 @@ should be raised by about 60 s: at ``--budget-s 480`` they get 40 s and 20 s and
 a-d keep the 420 s they have without ``--scale``; the command then runs about 8.5 of the
 10 minutes a command may (same carry and timeout)::
 
-    set -o pipefail; PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python benchmarks/gpu_suite.py \
-        --data-dir .dev/cifar-10-jpeg.tar.gz --out $OUT --budget-s 480 --scale \
+    set -o pipefail; PYTHONUNBUFFERED=1 PYTHONPATH=$PWD python benchmarks/gpu_suite.py \\
+        --data-dir .dev/cifar-10-jpeg.tar.gz --out $OUT --budget-s 480 --scale \\
         --commit COMMIT 2>&1 | tee $OUT/gpu_suite.log
 
 Kept at 420 s, ``--scale`` reduces the CIFAR-10 part's time from 252 s to about 220 s,
