@@ -236,7 +236,7 @@ def _empty_shares_scenario(rank):
 
 def _sharded_estimator_scenario(rank):
     # a whole fit inside the group (torchrun's way): kept features between the layers and
-    # a pruned layer (Taylor scores and the head's fine-tuning) on each rank's half
+    # two pruned layers (Taylor scores and the heads' fine-tuning) on each rank's half
     from sklearn_greedy.cnn import _grower
 
     kept = []
@@ -784,8 +784,8 @@ def test_kept_features_are_sharded_and_train_like_one_process(ranks, name):
     _assert_ranks_agree(results)
     single = _single(name)
     _assert_matches_single(results[0], single)
-    # one process runs the prefix over the 50 + 21 rows once (the divergence check's
-    # first batch aside); each rank over its half of them only
+    # one process runs the prefix over the 50 + 21 rows once (the divergence check reads
+    # the kept features too); each rank over its half of them only
     assert single["prefix_rows"] == 71
     assert [r["prefix_rows"] for r in results] == [25 + 10, 25 + 11]
 
@@ -795,7 +795,7 @@ def test_a_fit_in_a_group_keeps_and_prunes_on_each_ranks_shard(ranks):
     results = [r["sharded_estimator"] for r in ranks]
     single = _single("sharded_estimator")
     # each rank computed and kept its half of the rows, train and validation, after
-    # each of the first two layers
+    # each layer
     for rank, result in enumerate(results):
         train, valid = ((rank * n // 2, (rank + 1) * n // 2) for n in (57, 7))
         assert result["kept"] == [("RowShard", train, 57), ("RowShard", valid, 7)] * 3
