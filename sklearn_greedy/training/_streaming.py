@@ -611,11 +611,14 @@ class RowShard(_Source):
         array on the host for a source)."""
         if not isinstance(idx, torch.Tensor):
             idx = torch.as_tensor(np.asarray(idx), dtype=torch.long)
-        if idx.numel() and (int(idx.min()) < self.rows.start or int(idx.max()) >= self.rows.stop):
-            raise IndexError(
-                f"Rows {int(idx.min())}..{int(idx.max())} asked of a shard that holds the "
-                f"rows {self.rows.start}..{self.rows.stop - 1} of {len(self)}."
-            )
+        if idx.numel():
+            # one read of both bounds: on CUDA each read waits for the device
+            low, high = torch.stack(torch.aminmax(idx)).tolist()
+            if low < self.rows.start or high >= self.rows.stop:
+                raise IndexError(
+                    f"Rows {low}..{high} asked of a shard that holds the rows "
+                    f"{self.rows.start}..{self.rows.stop - 1} of {len(self)}."
+                )
         positions = idx - self.rows.start
         if isinstance(self.local, torch.Tensor):
             return positions.to(self.local.device)
