@@ -25,7 +25,7 @@ training images and scored on the other 10,000 (a fixed random split), as settin
 be compared; ``--variants`` adds rows of the defaults with some parameters changed (a JSON
 object of ``{name: params}``), each fitted once per seed::
 
-    python benchmarks/implicit_mnist.py --data-dir ../shared/data --validation \
+    python benchmarks/implicit_mnist.py --data-dir ../shared/data --validation \\
         --variants '{"max_epochs=20": {"max_epochs": 20}}'
 
 The table gives the test (or validation) accuracy, the fit time and its ratio to the
@@ -42,6 +42,7 @@ import os
 import time
 import warnings
 from datetime import datetime, timezone
+from functools import partial
 
 # numpy, torch, scikit-learn and the package are imported where they are used, so that
 # --help answers at once
@@ -88,8 +89,11 @@ def models(args):
         implicit_paper_params,
     )
 
+    def blockwise(**params):  # the paper's n = 32, L = 16, every other parameter as given
+        return SequentialImplicitClassifier(n_states=32, n_blocks=16, random_state=0, **params)
+
     table = {
-        DEFAULTS: lambda: SequentialImplicitClassifier(n_states=32, n_blocks=16, random_state=0),
+        DEFAULTS: blockwise,
         FFN: lambda: MLPClassifier(
             hidden_layer_sizes=(64, 32, 16),
             learning_rate_init=0.001,
@@ -103,14 +107,10 @@ def models(args):
             n_states=32, random_state=0
         )
     for name, params in json.loads(args.variants).items():
-        table[f"{DEFAULTS}, {name}"] = lambda params=params: SequentialImplicitClassifier(
-            n_states=32, n_blocks=16, random_state=0, **params
-        )
+        table[f"{DEFAULTS}, {name}"] = partial(blockwise, **params)
     if args.paper:
         params = implicit_paper_params(1, task="classification", lr=0.001)
-        table[PAPER] = lambda: SequentialImplicitClassifier(
-            n_states=32, n_blocks=16, random_state=0, **params
-        )
+        table[PAPER] = partial(blockwise, **params)
     return table
 
 
